@@ -1,0 +1,46 @@
+# spirtd: one command from a fresh clone: `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# A CPU wheel of exactly this version is on local disk; an unpinned torch
+# would pull several GB of CUDA packages.
+TORCH_PIN := torch==2.13.0
+NATIVE_SRC := $(wildcard spirtd/_native/*.c spirtd/_native/*.h)
+STAMP := $(VENV)/.installed
+
+.PHONY: test venv module asan test-asan bench proto clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml setup.py $(NATIVE_SRC)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_PIN)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+module: $(STAMP)
+	@$(BIN)/spirtd store path
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+# The module's tests once more, against a build with AddressSanitizer.
+ASAN_MODULE := build/asan/spirt_redis.so
+$(ASAN_MODULE): $(NATIVE_SRC)
+	mkdir -p build/asan
+	gcc -std=gnu11 -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+	    -fno-sanitize-recover=undefined -DSPIRT_NO_TARGET_CLONES -fno-math-errno \
+	    -fPIC -shared -pthread -o $@ spirtd/_native/*.c -lm
+
+asan: $(ASAN_MODULE)
+
+test-asan: $(STAMP) $(ASAN_MODULE)
+	SPIRTD_MODULE_PATH=$(abspath $(ASAN_MODULE)) SPIRTD_SANITIZER=asan \
+	    $(BIN)/python -m pytest -q tests/module
+
+bench: $(STAMP)
+	$(BIN)/python bench/aggregate.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info spirtd/_native/*.so

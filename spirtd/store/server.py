@@ -1,0 +1,170 @@
+"""How the colocated redis-server is configured and started.
+
+The store listens on a unix socket in the node's data dir and on no TCP
+port; it requires a random password kept in a 0600 file beside it. This
+module only prepares files and command lines; spirtd.store.embedded runs and
+supervises the process.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from spirtd.errors import ConfigError
+from spirtd.store import locate
+
+Persistence = Literal["rdb", "aof", "none"]
+
+# A unix socket path must fit sockaddr_un.sun_path (108 bytes on Linux).
+MAX_SOCKET_PATH = 107
+PASSWORD_BYTES = 32
+
+
+@dataclass(frozen=True)
+class StoreServerConfig:
+    """Settings of one node's colocated store.
+
+    persistence: "rdb" snapshots (the default: saves cost a fork, never a
+        stall of the main thread), "aof" appends every write (fsync each
+        second; big tensors make it large and slow), "none" keeps nothing.
+    rdb_save: Redis `save` rules for "rdb": "seconds changes" pairs.
+    module_threads: threads of the module's pool; None means one per CPU.
+    max_tensor_bytes: the module refuses bigger tensors; None means half of RAM.
+    start_timeout_s: how long a starting server may take to answer PING.
+    stop_timeout_s: how long a stopping server may take before it is killed.
+    restart_backoff_s / restart_backoff_max_s: the supervisor waits this
+        long after a crash before restarting, doubling up to the maximum, so
+        that a server that crashes at start does not spin.
+    """
+
+    data_dir: Path
+    persistence: Persistence = "rdb"
+    rdb_save: str = "900 1 300 10 60 10000"
+    module_threads: int | None = None
+    max_tensor_bytes: int | None = None
+    start_timeout_s: float = 10.0
+    stop_timeout_s: float = 10.0
+    restart_backoff_s: float = 0.2
+    restart_backoff_max_s: float = 5.0
+    redis_server: Path | None = None
+    module_path: Path | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir).absolute())
+        if self.persistence not in ("rdb", "aof", "none"):
+            raise ConfigError(f"persistence must be rdb, aof or none, not {self.persistence!r}")
+        for name in ("start_timeout_s", "stop_timeout_s", "restart_backoff_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0")
+        if self.restart_backoff_max_s < self.restart_backoff_s:
+            raise ConfigError("restart_backoff_max_s must be >= restart_backoff_s")
+        if self.module_threads is not None and not 1 <= self.module_threads <= 256:
+            raise ConfigError("module_threads must be between 1 and 256")
+        if self.max_tensor_bytes is not None and self.max_tensor_bytes < 1:
+            raise ConfigError("max_tensor_bytes must be >= 1")
+        if len(str(self.socket_path)) > MAX_SOCKET_PATH:
+            raise ConfigError(
+                f"the store socket {self.socket_path} is longer than {MAX_SOCKET_PATH} bytes, "
+                "which unix sockets do not allow; choose a shorter data dir"
+            )
+
+    @property
+    def socket_path(self) -> Path:
+        return self.data_dir / "redis.sock"
+
+    @property
+    def password_file(self) -> Path:
+        return self.data_dir / "store.password"
+
+    @property
+    def conf_path(self) -> Path:
+        return self.data_dir / "redis.conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "redis.log"
+
+
+@dataclass(frozen=True)
+class PreparedServer:
+    """Everything needed to start (and restart) the server process."""
+
+    argv: tuple[str, ...]
+    socket_path: Path
+    password: str
+    log_path: Path
+
+
+def _quote(value: str) -> str:
+    """A redis.conf argument, quoted so that spaces and quotes survive."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _private_file(path: Path, content: str) -> None:
+    """Writes a file that only its owner can read, atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, content.encode())
+    finally:
+        os.close(fd)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def load_or_create_password(cfg: StoreServerConfig) -> str:
+    """The store password: kept across restarts, made on first start."""
+    path = cfg.password_file
+    if path.exists():
+        password = path.read_text().strip()
+        if password:
+            os.chmod(path, 0o600)
+            return password
+    password = secrets.token_urlsafe(PASSWORD_BYTES)
+    _private_file(path, password + "\n")
+    return password
+
+
+def render_config(cfg: StoreServerConfig, password: str, module: Path) -> str:
+    module_args = []
+    if cfg.module_threads is not None:
+        module_args += ["THREADS", str(cfg.module_threads)]
+    if cfg.max_tensor_bytes is not None:
+        module_args += ["MAX_TENSOR_BYTES", str(cfg.max_tensor_bytes)]
+    lines = [
+        "# Written by spirtd; changes are overwritten at the next start.",
+        "port 0",
+        f"unixsocket {_quote(str(cfg.socket_path))}",
+        "unixsocketperm 700",
+        f"dir {_quote(str(cfg.data_dir))}",
+        "dbfilename dump.rdb",
+        f"requirepass {_quote(password)}",
+        f"logfile {_quote(str(cfg.log_path))}",
+        "daemonize no",
+        " ".join(["loadmodule", _quote(str(module)), *module_args]),
+        f"appendonly {'yes' if cfg.persistence == 'aof' else 'no'}",
+        "appendfsync everysec",
+        f"save {_quote(cfg.rdb_save if cfg.persistence == 'rdb' else '')}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def prepare(cfg: StoreServerConfig) -> PreparedServer:
+    """Creates the data dir (0700), the password and redis.conf (0600)."""
+    server = cfg.redis_server or locate.redis_server_path()
+    locate.redis_server_version(server)
+    module = cfg.module_path or locate.loadable_module_path()
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(cfg.data_dir, 0o700)
+    password = load_or_create_password(cfg)
+    _private_file(cfg.conf_path, render_config(cfg, password, module))
+    return PreparedServer(
+        argv=(str(server), str(cfg.conf_path)),
+        socket_path=cfg.socket_path,
+        password=password,
+        log_path=cfg.log_path,
+    )
