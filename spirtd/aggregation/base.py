@@ -1,0 +1,213 @@
+"""The interface every aggregation rule implements, and the one wrapper that
+checks preconditions for all of them.
+
+A rule is a pure function of a read-only float64 matrix (one input per row)
+and its validated options; it returns the aggregate as a float64 vector and,
+for rules that pick inputs, the indices it picked. Everything that can go
+wrong before that (unknown rule or option, wrong option types, too few
+inputs for f, mismatched shapes or dtypes, non-finite values) is checked
+here, the same way for every rule, so a rule module holds only its math.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, TypeGuard
+
+import numpy as np
+
+from spirtd.errors import AggregationError
+
+# The dtypes aggregation takes; results come back in the inputs' dtype.
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+Options = Mapping[str, Any]
+Selection = tuple[int, ...] | None
+# (n, d) float64 matrix, options with defaults filled in -> ((d,) float64, selection)
+RuleFn = Callable[[np.ndarray, Options], tuple[np.ndarray, Selection]]
+
+
+def _at_least_one(options: Options) -> int:
+    return 1
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One aggregation rule: what it accepts and the function that runs it.
+
+    min_inputs gives the fewest inputs the rule needs for the given options
+    (for Byzantine-robust rules, the bound of the paper for f); too_few says
+    why in words, from the options and the n that fell short. max_inputs
+    (with max_reason, e.g. "compares every pair of inputs") caps n. complete
+    fills in defaults that depend on n and checks options against n; it
+    raises AggregationError and returns a new mapping.
+    """
+
+    name: str
+    summary: str
+    fn: RuleFn = field(repr=False)
+    options: frozenset[str] = frozenset()
+    required: frozenset[str] = frozenset()
+    min_inputs: Callable[[Options], int] = field(default=_at_least_one, repr=False)
+    max_inputs: int | None = None
+    too_few: Callable[[Options, int], str] | None = field(default=None, repr=False)
+    max_reason: str = "is limited"
+    complete: Callable[[int, Options], Options] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class RuleCall:
+    """A rule with a number of inputs and options checked against each other.
+
+    options has every default filled in (multikrum's m = n - f; krum's m = 1);
+    user_options holds only what the caller gave, normalised, so that it can
+    be passed to aggregate() again.
+    """
+
+    rule: Rule
+    n: int
+    options: Mapping[str, Any]
+    user_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class AggregateOutput:
+    """The aggregate, in the inputs' shape and dtype; selected holds the
+    inputs Krum or Multi-Krum chose, best score first (None for other rules)."""
+
+    value: np.ndarray
+    selected: Selection = None
+
+
+# ---- option checks, shared by every rule ----
+
+
+def _is_int(value: object) -> TypeGuard[int | np.integer]:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_int(name: str, value: object, minimum: int) -> int:
+    if not _is_int(value):
+        raise AggregationError(f"option {name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise AggregationError(f"option {name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_weights(value: Any, n: int) -> tuple[float, ...]:
+    if isinstance(value, (str, bytes)) or np.ndim(value) != 1:
+        raise AggregationError(f"weights must be a sequence of one number per input ({n})")
+    w = np.asarray(value)
+    if w.dtype.kind not in "iuf":
+        raise AggregationError(f"weights must be numbers, got dtype {w.dtype}")
+    if len(w) != n:
+        raise AggregationError(f"weights needs one weight per input ({n}); got {len(w)}")
+    w = w.astype(np.float64)
+    if not (np.isfinite(w).all() and (w >= 0).all()):
+        raise AggregationError("weights must be finite and non-negative")
+    if not w.any():
+        raise AggregationError("weights must not all be zero")
+    return tuple(float(x) for x in w)
+
+
+# Every option any rule takes, with its check: (value, n) -> normalised value.
+OPTION_CHECKS: Mapping[str, Callable[[object, int], object]] = MappingProxyType(
+    {
+        "f": lambda v, n: check_int("f", v, 0),
+        "b": lambda v, n: check_int("b", v, 0),
+        "m": lambda v, n: check_int("m", v, 1),
+        "weights": check_weights,
+    }
+)
+
+
+def _accepts(rule: Rule) -> str:
+    if not rule.options:
+        return f"{rule.name} takes no options"
+    return f"{rule.name} takes: {', '.join(sorted(rule.options))}"
+
+
+def check_call(rule: Rule, n: int, options: Options) -> RuleCall:
+    """Checks options and n against a rule. Options given as None count as
+    not given."""
+    if not _is_int(n) or n < 0:
+        raise AggregationError(f"the number of inputs must be a non-negative integer, got {n!r}")
+    n = int(n)
+    given = {k: v for k, v in options.items() if v is not None}
+    for name in given:
+        if name not in rule.options:
+            raise AggregationError(
+                f"option {name!r} does not apply to rule {rule.name} ({_accepts(rule)})"
+            )
+    missing = sorted(rule.required - given.keys())
+    if missing:
+        raise AggregationError(f"rule {rule.name} needs option {missing[0]}")
+    user = {name: OPTION_CHECKS[name](value, n) for name, value in given.items()}
+    if n < 1:
+        raise AggregationError(f"{rule.name} needs at least one input; got 0")
+    if rule.max_inputs is not None and n > rule.max_inputs:
+        raise AggregationError(
+            f"{rule.name} {rule.max_reason} and takes at most {rule.max_inputs}; got {n}"
+        )
+    if n < rule.min_inputs(user):
+        if rule.too_few is not None:
+            raise AggregationError(rule.too_few(user, n))
+        raise AggregationError(
+            f"{rule.name} needs at least {rule.min_inputs(user)} inputs; got {n}"
+        )
+    full = dict(rule.complete(n, user) if rule.complete is not None else user)
+    return RuleCall(rule, n, MappingProxyType(full), MappingProxyType(user))
+
+
+# ---- data checks ----
+
+
+def _label(i: int, names: Sequence[str] | None) -> str:
+    return f"input {names[i]!r}" if names is not None else f"input {i}"
+
+
+def check_inputs(inputs: Sequence[np.ndarray], names: Sequence[str] | None) -> None:
+    """Same shape and float dtype for every input, every value finite."""
+    if names is not None and len(names) != len(inputs):
+        raise AggregationError(f"{len(names)} names given for {len(inputs)} inputs")
+    for i, x in enumerate(inputs):
+        label = _label(i, names)
+        if not isinstance(x, np.ndarray):
+            raise AggregationError(f"{label} is a {type(x).__name__}, not a numpy array")
+        if x.dtype not in FLOAT_DTYPES:
+            raise AggregationError(
+                f"{label} has dtype {x.dtype}; aggregation needs float32 or float64"
+            )
+        first = inputs[0]
+        if x.dtype != first.dtype:
+            raise AggregationError(
+                f"{label} has dtype {x.dtype} but {_label(0, names)} has {first.dtype}"
+            )
+        if x.shape != first.shape:
+            raise AggregationError(
+                f"{label} has shape {x.shape} but {_label(0, names)} has {first.shape}"
+            )
+    for i, x in enumerate(inputs):
+        finite = np.isfinite(x).reshape(-1)
+        if not finite.all():
+            at = int(np.argmin(finite))
+            raise AggregationError(f"{_label(i, names)} has a non-finite value at element {at}")
+
+
+def run_rule(call: RuleCall, inputs: Sequence[np.ndarray]) -> AggregateOutput:
+    """Runs a checked call on checked inputs: stacks them as a read-only
+    float64 (n, d) matrix, applies the rule and rounds once to the inputs'
+    dtype and shape."""
+    first = inputs[0]
+    stacked = np.stack([np.asarray(x, dtype=np.float64).reshape(-1) for x in inputs])
+    stacked.flags.writeable = False
+    with np.errstate(over="ignore", invalid="ignore"):
+        value, selected = call.rule.fn(stacked, call.options)
+        out = np.asarray(value, dtype=np.float64).astype(first.dtype).reshape(first.shape)
+    if not np.isfinite(out).all():
+        raise AggregationError(
+            f"{call.rule.name} overflowed: the result is not finite although every input is"
+        )
+    return AggregateOutput(out, None if selected is None else tuple(int(i) for i in selected))

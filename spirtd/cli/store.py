@@ -1,0 +1,111 @@
+"""`spirtd store`: the node's colocated Redis store on its own.
+
+    spirtd store path
+        prints the file of spirt's built Redis module (for a redis.conf of
+        your own: loadmodule <path>)
+    spirtd store serve --data-dir DIR [--persistence rdb|aof|none]
+                       [--threads N] [--max-tensor-bytes N]
+        runs the store in the foreground until SIGINT or SIGTERM, restarting
+        redis-server if it dies; clients connect to DIR/redis.sock with the
+        password in DIR/store.password
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+from spirtd.cli import EXIT_OK, run_async
+from spirtd.errors import ConfigError
+from spirtd.store.embedded import EmbeddedStore
+from spirtd.store.locate import module_path
+from spirtd.store.server import StoreServerConfig
+
+_log = logging.getLogger("spirtd.store")
+
+# StoreServerConfig fields set by flags, to name the flag in errors.
+_FLAGS = {
+    "module_threads": "--threads",
+    "max_tensor_bytes": "--max-tensor-bytes",
+    "persistence": "--persistence",
+}
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    store = commands.add_parser(
+        "store", help="the node's colocated Redis store",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = store.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    path = actions.add_parser("path", help="print the file of spirt's built Redis module")
+    path.set_defaults(handler=run_path)
+
+    serve = actions.add_parser("serve", help="run the store alone until SIGINT or SIGTERM")
+    serve.add_argument(
+        "--data-dir", type=Path, required=True,
+        help="its socket, password, config, log and data (made 0700; keep the path short: "
+        "unix socket paths are limited to 107 bytes)",
+    )
+    serve.add_argument(
+        "--persistence", choices=("rdb", "aof", "none"),
+        help="rdb snapshots (the default), aof (every write, slower), none",
+    )
+    serve.add_argument("--threads", type=int, help="the module's worker threads (default: one per CPU)")
+    serve.add_argument(
+        "--max-tensor-bytes", type=int, help="the biggest tensor the store takes (default: half of RAM)"
+    )
+    serve.set_defaults(handler=run_serve)
+
+
+def run_path(args: argparse.Namespace) -> int:
+    print(module_path())
+    return EXIT_OK
+
+
+def serve_config(args: argparse.Namespace) -> StoreServerConfig:
+    options: dict[str, Any] = {
+        "persistence": args.persistence,
+        "module_threads": args.threads,
+        "max_tensor_bytes": args.max_tensor_bytes,
+    }
+    try:
+        return StoreServerConfig(
+            data_dir=args.data_dir, **{k: v for k, v in options.items() if v is not None}
+        )
+    except ConfigError as exc:
+        message = str(exc)
+        for field, flag in _FLAGS.items():
+            message = message.replace(field, flag)
+        raise ConfigError(message) from exc
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    return run_async(serve(serve_config(args)))
+
+
+async def serve(cfg: StoreServerConfig) -> int:
+    """Runs the store until SIGINT or SIGTERM, then closes it."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in _STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with EmbeddedStore(cfg) as store:
+            _log.info(
+                "store serving on unix socket %s; its password is in %s; stop it with SIGINT or SIGTERM",
+                store.socket_path, cfg.password_file,
+                extra={"socket": str(store.socket_path), "password_file": str(cfg.password_file),
+                       "pid": store.pid, "persistence": cfg.persistence},
+            )
+            await stop.wait()
+            _log.info("stopping the store")
+    finally:
+        for sig in _STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+    return EXIT_OK

@@ -1,0 +1,280 @@
+"""The tensor store interface every backend implements.
+
+A TensorStore holds named tensors in a Redis and does tensor work there:
+aggregation of many tensors into one, optimizer steps, digests. Backends
+differ in where the work happens (see spirtd.store.connect for how one is
+chosen): inside Redis with spirt's module ("native") or a real RedisAI
+("redisai"), or pulled into this process with numpy ("plain", the baseline).
+
+Arrays returned by get() are read-only views of the bytes received; copy
+them before changing them.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import enum
+import secrets
+from dataclasses import dataclass
+from typing import AsyncIterator, ClassVar, Sequence
+
+import numpy as np
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from spirtd.aggregation import RuleCall, validate_call
+from spirtd.errors import (
+    InvalidTensor,
+    StoreError,
+    StoreUnavailable,
+    TensorNotFound,
+    WrongType,
+)
+from spirtd.optim import AdamConfig, SgdConfig
+
+# Tensors bigger than this travel in pieces: one Redis argument is limited
+# (proto-max-bulk-len, 512 MB by default), and smaller pieces keep the
+# store's event loop responsive while a tensor streams in.
+DEFAULT_CHUNK_BYTES = 64 << 20
+MAX_DIMS = 32
+STAGING_SUFFIX = ":spirt-staging:"
+
+
+class DType(enum.Enum):
+    """RedisAI's tensor data types, in the order of their numeric codes."""
+
+    FLOAT = "FLOAT"
+    DOUBLE = "DOUBLE"
+    INT8 = "INT8"
+    INT16 = "INT16"
+    INT32 = "INT32"
+    INT64 = "INT64"
+    UINT8 = "UINT8"
+    UINT16 = "UINT16"
+    BOOL = "BOOL"
+
+    @property
+    def numpy(self) -> np.dtype:
+        return _TO_NUMPY[self]
+
+    @classmethod
+    def of(cls, dtype: np.dtype | type) -> "DType":
+        found = _FROM_NUMPY.get(np.dtype(dtype).newbyteorder("="))
+        if found is None:
+            names = ", ".join(str(d) for d in _FROM_NUMPY)
+            raise InvalidTensor(f"dtype {np.dtype(dtype)} cannot be stored; use one of {names}")
+        return found
+
+
+_TO_NUMPY = {
+    DType.FLOAT: np.dtype("<f4"),
+    DType.DOUBLE: np.dtype("<f8"),
+    DType.INT8: np.dtype("i1"),
+    DType.INT16: np.dtype("<i2"),
+    DType.INT32: np.dtype("<i4"),
+    DType.INT64: np.dtype("<i8"),
+    DType.UINT8: np.dtype("u1"),
+    DType.UINT16: np.dtype("<u2"),
+    DType.BOOL: np.dtype("?"),
+}
+_FROM_NUMPY = {v.newbyteorder("="): k for k, v in _TO_NUMPY.items()}
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    dtype: DType
+    shape: tuple[int, ...]
+
+    @property
+    def nelem(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.nelem * self.dtype.numpy.itemsize
+
+
+def check_shape(shape: Sequence[int]) -> tuple[int, ...]:
+    shape = tuple(int(d) for d in shape)
+    if not shape:
+        raise InvalidTensor("a tensor needs at least one dimension (reshape scalars to (1,))")
+    if len(shape) > MAX_DIMS:
+        raise InvalidTensor(f"a tensor has at most {MAX_DIMS} dimensions, got {len(shape)}")
+    if any(d <= 0 for d in shape):
+        raise InvalidTensor(f"every dimension must be > 0, got shape {shape}")
+    return shape
+
+
+def as_storable(array: np.ndarray) -> tuple[np.ndarray, TensorMeta]:
+    """The array as little-endian C-ordered bytes, with its metadata."""
+    array = np.asarray(array)
+    dtype = DType.of(array.dtype)
+    shape = check_shape(array.shape)
+    return np.ascontiguousarray(array, dtype=dtype.numpy), TensorMeta(dtype, shape)
+
+
+def from_bytes(data: bytes | memoryview, meta: TensorMeta) -> np.ndarray:
+    if len(data) != meta.nbytes:
+        raise StoreError(f"store returned {len(data)} bytes for a {meta.nbytes}-byte tensor")
+    return np.frombuffer(data, dtype=meta.dtype.numpy).reshape(meta.shape)
+
+
+def error_text(exc: ResponseError) -> str:
+    """A Redis error reply as text (redis-py drops the leading 'ERR ')."""
+    return str(exc)
+
+
+def translate(exc: ResponseError, key: str | None = None) -> StoreError:
+    """Maps an error reply to the error tree, keeping its words."""
+    text = error_text(exc)
+    where = f" (key {key!r})" if key is not None and key not in text else ""
+    if text.startswith("WRONGTYPE"):
+        return WrongType(text + where)
+    if "key is empty" in text or "does not exist" in text:
+        return TensorNotFound(text + where)
+    return StoreError(text + where)
+
+
+class TensorWriter:
+    """Fills a tensor piece by piece; see TensorStore.writer."""
+
+    def __init__(self, store: "TensorStore", key: str, meta: TensorMeta) -> None:
+        self._store = store
+        self.key = key
+        self.meta = meta
+
+    async def write(self, offset: int, data: bytes | memoryview) -> None:
+        await self._store._write_staging(self.key, offset, data)
+
+
+class TensorStore(abc.ABC):
+    """Named tensors in a Redis, and tensor work done there."""
+
+    backend: ClassVar[str]
+
+    def __init__(self, client: aioredis.Redis, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
+        if chunk_bytes < 1:
+            raise ValueError("chunk_bytes must be >= 1")
+        self.client = client
+        self.chunk_bytes = chunk_bytes
+
+    # ---- lifecycle ----
+
+    async def __aenter__(self) -> "TensorStore":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def ping(self) -> None:
+        await self._call("PING")
+
+    # ---- tensors ----
+
+    @abc.abstractmethod
+    async def set(self, key: str, array: np.ndarray) -> None:
+        """Stores an array as a tensor, replacing whatever the key held."""
+
+    @abc.abstractmethod
+    async def get(self, key: str) -> np.ndarray:
+        """The tensor at key, as a read-only array."""
+
+    @abc.abstractmethod
+    async def meta(self, key: str) -> TensorMeta:
+        """The tensor's dtype and shape, without its data."""
+
+    @abc.abstractmethod
+    async def create(self, key: str, dtype: DType, shape: Sequence[int]) -> None:
+        """Stores a tensor of zeros."""
+
+    @abc.abstractmethod
+    async def write_chunk(self, key: str, offset: int, data: bytes | memoryview) -> None:
+        """Writes bytes at a byte offset into an existing tensor."""
+
+    @abc.abstractmethod
+    async def read_chunk(self, key: str, offset: int, length: int) -> bytes:
+        """Reads bytes at a byte offset of a tensor."""
+
+    @abc.abstractmethod
+    async def digest(self, key: str) -> str:
+        """Hex SHA-256 of the tensor's raw bytes."""
+
+    async def exists(self, key: str) -> bool:
+        return bool(await self._call("EXISTS", key))
+
+    async def delete(self, *keys: str) -> int:
+        return int(await self._call("DEL", *keys)) if keys else 0
+
+    @contextlib.asynccontextmanager
+    async def writer(
+        self, key: str, dtype: DType, shape: Sequence[int]
+    ) -> AsyncIterator[TensorWriter]:
+        """Fills a new tensor in pieces, for data that arrives in pieces.
+
+        The pieces land in the store directly, never assembled here. The
+        tensor appears at key only when the block ends without an error;
+        if it raises, nothing at key changes.
+        """
+        meta = TensorMeta(dtype, check_shape(shape))
+        staging = key + STAGING_SUFFIX + secrets.token_hex(8)
+        await self._begin_staging(staging, meta)
+        try:
+            yield TensorWriter(self, staging, meta)
+            await self._commit_staging(staging, key, meta)
+        except BaseException:
+            await self.delete(staging)
+            raise
+
+    async def _begin_staging(self, staging: str, meta: TensorMeta) -> None:
+        await self.create(staging, meta.dtype, meta.shape)
+
+    async def _write_staging(self, staging: str, offset: int, data: bytes | memoryview) -> None:
+        await self.write_chunk(staging, offset, data)
+
+    async def _commit_staging(self, staging: str, key: str, meta: TensorMeta) -> None:
+        await self._call("RENAME", staging, key)
+
+    # ---- tensor work ----
+
+    async def aggregate(
+        self, dst: str, rule: str, inputs: Sequence[str], **options: object
+    ) -> tuple[int, ...] | None:
+        """Aggregates the tensors at inputs into dst with a rule from
+        spirtd.aggregation.RULES. Returns the inputs Krum chose (best first),
+        None for other rules. dst is written whole or not at all."""
+        call = validate_call(rule, len(inputs), options)
+        return await self._aggregate(dst, call, list(inputs))
+
+    @abc.abstractmethod
+    async def _aggregate(
+        self, dst: str, call: RuleCall, inputs: list[str]
+    ) -> tuple[int, ...] | None: ...
+
+    @abc.abstractmethod
+    async def sgd_step(
+        self, param: str, grad: str, cfg: SgdConfig, *, buffer: str | None = None
+    ) -> None:
+        """param -= lr * update, torch.optim.SGD's rule; the momentum buffer
+        (needed when cfg.momentum > 0) lives at key buffer."""
+
+    @abc.abstractmethod
+    async def adam_step(
+        self, param: str, grad: str, cfg: AdamConfig, *, exp_avg: str, exp_avg_sq: str, step: str
+    ) -> int:
+        """One torch.optim.Adam (or AdamW) step; returns the new step count."""
+
+    # ---- plumbing ----
+
+    async def _call(self, *args: object, key: str | None = None) -> object:
+        try:
+            return await self.client.execute_command(*args)
+        except ResponseError as exc:
+            raise translate(exc, key) from exc
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise StoreUnavailable(f"the tensor store is unreachable: {exc}") from exc

@@ -1,0 +1,320 @@
+"""TorchScript versions of spirtd.aggregation and spirtd.optim, for a real
+RedisAI (the "redisai" backend). No I/O here: the backend stores SCRIPT with
+
+    AI.SCRIPTSTORE key CPU ENTRY_POINTS 6 spirt_mean ... SOURCE <SCRIPT>
+
+and runs an entry point with
+
+    AI.SCRIPTEXECUTE key spirt_krum KEYS n k... INPUTS n k... ARGS 2 f m OUTPUTS 2 dst sel
+
+Every entry point is def name(tensors: List[Tensor], keys: List[str],
+args: List[str]); keys[i] names tensors[i] in error messages (so KEYS must
+list the inputs first, in INPUTS order; where keys run out, messages give
+the index), args arrive as strings. The math is the numpy references' step
+for step: float64 throughout, one rounding to the inputs' dtype at the end.
+Every float input is checked to be finite; errors raise ValueError naming
+the key (RedisAI returns the message as the command's error).
+
+    spirt_mean(inputs; args [] or n weights)            -> [mean]
+    spirt_median(inputs; args [])                       -> [median]
+    spirt_trimmed_mean(inputs; args [b])                -> [trimmed mean]
+    spirt_krum(inputs; args [f, m] or [f] for m = n-f)  -> [mean of chosen, chosen]
+                                     (Krum is m = 1; chosen: int64, best first)
+    spirt_sgd([param, grad(, buf)]; args [lr, momentum, dampening, nesterov 0/1,
+              weight_decay, maximize 0/1])              -> [param] or [param, buf]
+    spirt_adam([param, grad, exp_avg, exp_avg_sq, step (int64 [1])];
+               args [lr, beta1, beta2, eps, weight_decay, decoupled 0/1, maximize 0/1])
+                                                        -> [param, exp_avg, exp_avg_sq, step]
+"""
+
+from __future__ import annotations
+
+from spirtd.aggregation.krum import MAX_INPUTS as KRUM_MAX_INPUTS
+
+ENTRY_POINTS: tuple[str, ...] = (
+    "spirt_mean",
+    "spirt_median",
+    "spirt_trimmed_mean",
+    "spirt_krum",
+    "spirt_sgd",
+    "spirt_adam",
+)
+
+_HELPERS = """
+def _key(keys: List[str], i: int) -> str:
+    if i < len(keys):
+        return "'" + keys[i] + "'"
+    return str(i)
+
+
+def _dtype_name(t: Tensor) -> str:
+    if t.dtype == torch.float32:
+        return "float32"
+    if t.dtype == torch.float64:
+        return "float64"
+    if t.dtype == torch.int64:
+        return "int64"
+    return "dtype code " + str(t.dtype)
+
+
+def _check_count(args: List[str], want: List[int], what: str):
+    if len(args) not in want:
+        raise ValueError(what + " takes " + str(want) + " args; got " + str(len(args)))
+
+
+def _num(args: List[str], i: int, name: str) -> float:
+    s = args[i]
+    ok = len(s) > 0
+    for c in s:
+        if c not in "0123456789.eE+-":
+            ok = False
+    if not ok:
+        raise ValueError(name + " must be a number, got '" + s + "'")
+    v = float(s)
+    if v != v or v - v != 0.0 or v < 0.0:
+        raise ValueError(name + " must be finite and >= 0, got " + s)
+    return v
+
+
+def _int(args: List[str], i: int, name: str, minimum: int) -> int:
+    s = args[i]
+    ok = len(s) > 0
+    for c in s:
+        if c not in "0123456789":
+            ok = False
+    if not ok:
+        raise ValueError(name + " must be an integer >= " + str(minimum) + ", got '" + s + "'")
+    v = int(s)
+    if v < minimum:
+        raise ValueError(name + " must be an integer >= " + str(minimum) + ", got " + s)
+    return v
+
+
+def _flag(args: List[str], i: int, name: str) -> bool:
+    if args[i] == "1":
+        return True
+    if args[i] == "0":
+        return False
+    raise ValueError(name + " must be 0 or 1, got '" + args[i] + "'")
+
+
+def _check_finite(t: Tensor, role: str, keys: List[str], i: int):
+    bad = torch.nonzero(torch.logical_not(torch.isfinite(t.reshape(-1))))
+    if bad.size(0) > 0:
+        raise ValueError(role + " " + _key(keys, i) + " has a non-finite value at element "
+                         + str(int(bad[0, 0].item())) + "; nothing was written")
+
+
+def _check_float(t: Tensor, role: str, keys: List[str], i: int, what: str):
+    if t.dtype != torch.float32 and t.dtype != torch.float64:
+        raise ValueError(role + " " + _key(keys, i) + " has dtype " + _dtype_name(t)
+                         + "; " + what + " needs float32 or float64")
+
+
+def _check_like(t: Tensor, like: Tensor, role: str, keys: List[str], i: int, other: str):
+    if t.dtype != like.dtype or t.size() != like.size():
+        raise ValueError(role + " " + _key(keys, i) + " is " + _dtype_name(t) + " "
+                         + str(t.size()) + " but " + other + " is " + _dtype_name(like)
+                         + " " + str(like.size()))
+
+
+def _stack(tensors: List[Tensor], keys: List[str]) -> Tensor:
+    if len(tensors) == 0:
+        raise ValueError("aggregation needs at least one input; got 0")
+    first = tensors[0]
+    for i in range(len(tensors)):
+        _check_float(tensors[i], "input", keys, i, "aggregation")
+        _check_like(tensors[i], first, "input", keys, i, "input " + _key(keys, 0))
+    for i in range(len(tensors)):
+        _check_finite(tensors[i], "input", keys, i)
+    return torch.stack([t.reshape(-1).to(torch.float64) for t in tensors])
+
+
+def _finish(value: Tensor, like: Tensor, rule: str) -> Tensor:
+    out = value.to(like.dtype).reshape(like.size())
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError(rule + " overflowed: the result is not finite although every input is")
+    return out
+
+
+def _mean_rows(x: Tensor, order: List[int]) -> Tensor:
+    acc = x[order[0]].clone()
+    for k in order[1:]:
+        acc = acc + x[k]
+    return acc * (1.0 / len(order))
+"""
+
+_AGGREGATION = """
+def spirt_mean(tensors: List[Tensor], keys: List[str], args: List[str]):
+    x = _stack(tensors, keys)
+    n = x.size(0)
+    if len(args) == 0:
+        return [_finish(_mean_rows(x, list(range(n))), tensors[0], "mean")]
+    if len(args) != n:
+        raise ValueError("weights needs one weight per input (" + str(n) + "); got "
+                         + str(len(args)))
+    w = [_num(args, k, "weights") for k in range(n)]
+    total = 0.0
+    for wk in w:
+        total += wk
+    if total == 0.0:
+        raise ValueError("weights must not all be zero")
+    acc = w[0] * x[0]
+    for k in range(1, n):
+        acc = acc + w[k] * x[k]
+    return [_finish(acc * (1.0 / total), tensors[0], "mean")]
+
+
+def spirt_median(tensors: List[Tensor], keys: List[str], args: List[str]):
+    _check_count(args, [0], "median")
+    x = _stack(tensors, keys)
+    n = x.size(0)
+    s = torch.sort(x, dim=0).values
+    mid = (n - 1) // 2
+    if n % 2 == 1:
+        return [_finish(s[mid], tensors[0], "median")]
+    return [_finish((s[mid] + s[mid + 1]) * 0.5, tensors[0], "median")]
+
+
+def spirt_trimmed_mean(tensors: List[Tensor], keys: List[str], args: List[str]):
+    _check_count(args, [1], "trimmed_mean")
+    b = _int(args, 0, "b", 0)
+    n = len(tensors)
+    if n <= 2 * b:
+        raise ValueError("trimmed_mean drops b=" + str(b) + " values at each end, so it needs "
+                         + "more than 2b=" + str(2 * b) + " inputs; got " + str(n))
+    s = _stack(tensors, keys)
+    if b > 0:
+        s = torch.sort(s, dim=0).values
+    acc = s[b].clone()
+    for k in range(b + 1, n - b):
+        acc = acc + s[k]
+    return [_finish(acc / (n - 2 * b), tensors[0], "trimmed_mean")]
+
+
+def spirt_krum(tensors: List[Tensor], keys: List[str], args: List[str]):
+    _check_count(args, [1, 2], "krum")
+    f = _int(args, 0, "f", 0)
+    n = len(tensors)
+    m = n - f
+    if len(args) == 2:
+        m = _int(args, 1, "m", 1)
+    rule = "multikrum"
+    if m == 1:
+        rule = "krum"
+    if n > KRUM_MAX_INPUTS:
+        raise ValueError(rule + " compares every pair of inputs and takes at most "
+                         + str(KRUM_MAX_INPUTS) + "; got " + str(n))
+    if n < 2 * f + 3:
+        raise ValueError(rule + " tolerates f faulty inputs only with n >= 2f+3: f=" + str(f)
+                         + " needs at least " + str(2 * f + 3) + " inputs, got " + str(n))
+    if m > n - f:
+        raise ValueError("multikrum averages m of the n-f best-scored inputs: m=" + str(m)
+                         + " is more than n-f=" + str(n - f))
+    x = _stack(tensors, keys)
+    dist = torch.zeros([n, n], dtype=torch.float64)
+    for i in range(n - 1):
+        diff = x[i + 1:] - x[i]
+        dist[i, i + 1:] = (diff * diff).sum(dim=1)
+    dist = dist + dist.t()
+    if not bool(torch.isfinite(dist).all()):
+        raise ValueError(rule + " overflowed: distances between inputs are not finite "
+                         + "although every input is")
+    dist.fill_diagonal_(float("inf"))
+    nearest = torch.sort(dist, dim=1).values[:, : n - f - 2]
+    scores = torch.cumsum(nearest, dim=1)[:, -1]
+    chosen = torch.sort(scores, stable=True).indices[:m]
+    order: List[int] = chosen.tolist()
+    return [_finish(_mean_rows(x, order), tensors[0], rule), chosen.to(torch.int64)]
+"""
+
+_OPTIM = """
+def _check_step_inputs(tensors: List[Tensor], keys: List[str], roles: List[str]):
+    param = tensors[0]
+    _check_float(param, "parameter", keys, 0, "an optimizer step")
+    for i in range(1, len(roles)):
+        _check_like(tensors[i], param, roles[i], keys, i, "the parameter " + _key(keys, 0))
+    _check_finite(tensors[1], "gradient", keys, 1)
+    for i in range(len(roles)):
+        if i != 1:
+            _check_finite(tensors[i], roles[i], keys, i)
+
+
+def spirt_sgd(tensors: List[Tensor], keys: List[str], args: List[str]):
+    _check_count(args, [6], "spirt_sgd")
+    lr = _num(args, 0, "lr")
+    momentum = _num(args, 1, "momentum")
+    dampening = _num(args, 2, "dampening")
+    nesterov = _flag(args, 3, "nesterov")
+    wd = _num(args, 4, "weight_decay")
+    maximize = _flag(args, 5, "maximize")
+    if nesterov and (momentum <= 0.0 or dampening != 0.0):
+        raise ValueError("nesterov needs momentum > 0 and dampening 0")
+    if len(tensors) not in [2, 3]:
+        raise ValueError("spirt_sgd takes [param, grad] or [param, grad, buf]; got "
+                         + str(len(tensors)) + " tensors")
+    if momentum == 0.0:
+        tensors = tensors[:2]  # plain SGD keeps no buffer; one given is ignored
+    _check_step_inputs(tensors, keys, ["parameter", "gradient", "momentum buffer"][: len(tensors)])
+    param = tensors[0]
+    p = param.to(torch.float64)
+    g = tensors[1].to(torch.float64)
+    if maximize:
+        g = -g
+    d = g + wd * p
+    if momentum == 0.0:
+        return [(p - lr * d).to(param.dtype)]
+    b = d
+    if len(tensors) == 3:
+        b = momentum * tensors[2].to(torch.float64) + (1.0 - dampening) * d
+    if nesterov:
+        d = d + momentum * b
+    else:
+        d = b
+    return [(p - lr * d).to(param.dtype), b.to(param.dtype)]
+
+
+def spirt_adam(tensors: List[Tensor], keys: List[str], args: List[str]):
+    _check_count(args, [7], "spirt_adam")
+    lr = _num(args, 0, "lr")
+    b1 = _num(args, 1, "beta1")
+    b2 = _num(args, 2, "beta2")
+    eps = _num(args, 3, "eps")
+    wd = _num(args, 4, "weight_decay")
+    decoupled = _flag(args, 5, "decoupled")
+    maximize = _flag(args, 6, "maximize")
+    if b1 >= 1.0 or b2 >= 1.0:
+        raise ValueError("beta1 and beta2 must be in [0, 1)")
+    if len(tensors) != 5:
+        raise ValueError("spirt_adam takes [param, grad, exp_avg, exp_avg_sq, step]; got "
+                         + str(len(tensors)) + " tensors")
+    _check_step_inputs(tensors, keys, ["parameter", "gradient", "exp_avg", "exp_avg_sq"])
+    st = tensors[4]
+    if st.dtype != torch.int64 or st.numel() != 1 or int(st.reshape(-1)[0].item()) < 0:
+        raise ValueError("step " + _key(keys, 4)
+                         + " must be an int64 tensor of shape [1] holding a step count")
+    t = int(st.reshape(-1)[0].item()) + 1
+    param = tensors[0]
+    p = param.to(torch.float64)
+    g = tensors[1].to(torch.float64)
+    if maximize:
+        g = -g
+    shrink = 1.0
+    coupled_wd = wd
+    if decoupled:
+        shrink = 1.0 - lr * wd
+        coupled_wd = 0.0
+    g = g + coupled_wd * p
+    m0 = tensors[2].to(torch.float64)
+    v0 = tensors[3].to(torch.float64)
+    m = m0 + (1.0 - b1) * (g - m0)
+    v = b2 * v0 + (1.0 - b2) * g * g
+    step_size = lr / (1.0 - b1 ** t)
+    bc2_sqrt = float(torch.sqrt(torch.full([1], 1.0 - b2 ** t, dtype=torch.float64)).item())
+    new_p = p * shrink - step_size * m / (torch.sqrt(v) / bc2_sqrt + eps)
+    dt = param.dtype
+    return [new_p.to(dt), m.to(dt), v.to(dt), torch.full([1], t, dtype=torch.int64)]
+"""
+
+# TorchScript has no module constants; the limit is written into the source.
+SCRIPT: str = (_HELPERS + _AGGREGATION + _OPTIM).replace("KRUM_MAX_INPUTS", str(KRUM_MAX_INPUTS))
