@@ -22,8 +22,10 @@ $(STAMP): pyproject.toml setup.py $(NATIVE_SRC)
 module: $(STAMP)
 	@$(BIN)/spirtd store path
 
+# Every test, then the module's tests once more under AddressSanitizer.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory test-asan
 
 # The module's tests once more, against a build with AddressSanitizer.
 ASAN_MODULE := build/asan/spirt_redis.so

@@ -3,6 +3,7 @@
  * Aggregates n FLOAT (or n DOUBLE) tensors of one shape into dst. A rule is
  * one row of RULES: its name, the options it takes, a check of n against
  * them, and a run function; adding a rule is adding a row. */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -280,8 +281,10 @@ static int parse_options(RedisModuleCtx *ctx, const AggRule *rule, size_t n,
                 o->weights[k] = w;
                 total += w;
             }
-            if (!(total > 0) || !isfinite(total))
+            if (!(total > 0))
                 return spirt_reply_errorf(ctx, "ERR WEIGHTS must not all be zero"), -1;
+            if (!isfinite(total) || total < DBL_MIN)
+                return spirt_reply_errorf(ctx, "ERR WEIGHTS must sum to a finite, normal number"), -1;
             i += 1 + (int)n;
             continue;
         }
@@ -340,11 +343,13 @@ static int report_keys(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) 
     return REDISMODULE_OK;
 }
 
-static int check_destination(RedisModuleCtx *ctx, RedisModuleString *dst) {
+/* dst must be empty or a tensor; *stamp is what it holds now (0: empty). */
+static int check_destination(RedisModuleCtx *ctx, RedisModuleString *dst, uint64_t *stamp) {
     SpirtKeyKind kind;
     SpirtTensor *t;
     RedisModuleKey *key = spirt_key_open(ctx, dst, REDISMODULE_READ, &kind, &t);
     RedisModule_CloseKey(key);
+    *stamp = kind == SPIRT_KEY_TENSOR ? t->stamp : 0;
     if (kind != SPIRT_KEY_OTHER) return 0;
     RedisModule_ReplyWithError(ctx, REDISMODULE_ERRORMSG_WRONGTYPE);
     return -1;
@@ -395,7 +400,8 @@ int spirt_cmd_aggregate(RedisModuleCtx *ctx, RedisModuleString **argv, int argc)
     if (argc < 6) return RedisModule_WrongArity(ctx);
     AggState *s = parse_command(ctx, argv, argc);
     if (s == NULL) return REDISMODULE_OK;
-    if (check_destination(ctx, argv[1]) != 0) {
+    uint64_t dst_stamp;
+    if (check_destination(ctx, argv[1], &dst_stamp) != 0) {
         free_state(s);
         return REDISMODULE_OK;
     }
@@ -426,7 +432,7 @@ int spirt_cmd_aggregate(RedisModuleCtx *ctx, RedisModuleString **argv, int argc)
     s->args.nelem = first->nelem;
     s->args.out = out->buf->data;
     alloc_scratch(s);
-    spirt_job_add_output(job, argv[1], out, 0, 0);
+    spirt_job_add_output(job, argv[1], out, 1, dst_stamp);
     job->work_bytes += out->buf->nbytes;
     return spirt_job_dispatch(ctx, job);
 }

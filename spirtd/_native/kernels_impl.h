@@ -67,7 +67,9 @@ static void FN(median_range)(void *arg, size_t lo, size_t hi, int worker) {
             out[j] = 0;
             continue;
         }
-        out[j] = (T)spirt_median_of(v, a->n);
+        const T r = (T)spirt_median_of(v, a->n);
+        out[j] = r;
+        bad |= NOT_FINITE(r);
     }
     if (bad) atomic_store(&a->nonfinite, 1);
 }
@@ -83,7 +85,9 @@ static void FN(trimmed_range)(void *arg, size_t lo, size_t hi, int worker) {
             out[j] = 0;
             continue;
         }
-        out[j] = (T)spirt_trimmed_mean_of(v, a->n, a->trim);
+        const T r = (T)spirt_trimmed_mean_of(v, a->n, a->trim);
+        out[j] = r;
+        bad |= NOT_FINITE(r);
     }
     if (bad) atomic_store(&a->nonfinite, 1);
 }

@@ -83,14 +83,15 @@ static int same_key(const RedisModuleString *a, const RedisModuleString *b) {
     return la == lb && memcmp(pa, pb, la) == 0;
 }
 
-/* The keys a step writes must be distinct; replies and returns -1 if not. */
+/* Every key of a step (parameter, gradient, state) must be its own; replies
+ * and returns -1 if not. */
 static int check_distinct(RedisModuleCtx *ctx, RedisModuleString **keys, int n) {
     char name[SPIRT_KEYNAME_IN_ERROR + 1];
     for (int i = 0; i < n; i++)
         for (int j = i + 1; j < n; j++)
             if (same_key(keys[i], keys[j]))
-                return spirt_reply_errorf(ctx, "ERR key '%s' is used for two roles; the parameter "
-                                          "and each state tensor need their own key",
+                return spirt_reply_errorf(ctx, "ERR key '%s' is used for two roles; the parameter, "
+                                          "the gradient and each state tensor need their own key",
                                           spirt_keyname(keys[i], name, sizeof(name))), -1;
     return 0;
 }
@@ -126,13 +127,20 @@ static int open_role(RedisModuleCtx *ctx, RedisModuleString *name, const char *r
     return 0;
 }
 
-/* Adds a fresh output shaped like the parameter; returns its bytes. */
+/* Adds a fresh output shaped like the parameter; returns its bytes, or NULL
+ * if it would exceed MAX_TENSOR_BYTES. */
 static void *add_state_output(SpirtJob *job, RedisModuleString *key, const SpirtTensor *param,
                               const SpirtTensor *old) {
     SpirtTensor *out = spirt_tensor_new_like(param, 0);
+    if (out == NULL) return NULL;
     spirt_job_add_output(job, key, out, 1, old ? old->stamp : 0);
     job->work_bytes += out->buf->nbytes;
     return out->buf->data;
+}
+
+static int fail_too_big(RedisModuleCtx *ctx, SpirtJob *job) {
+    spirt_job_free(job);
+    return RedisModule_ReplyWithError(ctx, "ERR optimizer state would exceed MAX_TENSOR_BYTES");
 }
 
 static int fail_gradient(SpirtJob *job, RedisModuleString *grad, SpirtDType dtype, const void *g,
@@ -193,8 +201,8 @@ int spirt_cmd_sgd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     SpirtTensor *param, *grad, *buf = NULL;
     if (parse_opts(ctx, SGD_OPTS, SGD_NOPTS, argv, 3, argc, &o) != 0 || check_sgd(ctx, &o) != 0)
         return REDISMODULE_OK;
-    RedisModuleString *writes[2] = {argv[1], o.key[SGD_BUFFER]};
-    if (check_distinct(ctx, writes, o.key[SGD_BUFFER] ? 2 : 1) != 0 ||
+    RedisModuleString *roles[3] = {argv[1], argv[2], o.key[SGD_BUFFER]};
+    if (check_distinct(ctx, roles, o.key[SGD_BUFFER] ? 3 : 2) != 0 ||
         open_role(ctx, argv[1], "parameter", NULL, NEED_TENSOR, &param) != 0 ||
         open_role(ctx, argv[2], "gradient", param, NEED_TENSOR, &grad) != 0 ||
         (o.key[SGD_BUFFER] &&
@@ -222,6 +230,8 @@ int spirt_cmd_sgd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     job->work_bytes = 2 * param->buf->nbytes;
     a->new_param = add_state_output(job, argv[1], param, param);
     if (o.key[SGD_BUFFER]) a->new_buf = add_state_output(job, o.key[SGD_BUFFER], param, buf);
+    if (a->new_param == NULL || (o.key[SGD_BUFFER] && a->new_buf == NULL))
+        return fail_too_big(ctx, job);
     return spirt_job_dispatch(ctx, job);
 }
 
@@ -288,7 +298,8 @@ static int read_step(RedisModuleCtx *ctx, RedisModuleString *name, SpirtTensor *
     RedisModule_CloseKey(key);
     *step = 0;
     if (kind == SPIRT_KEY_EMPTY) return 0;
-    if (kind == SPIRT_KEY_TENSOR && (*t)->dtype == SPIRT_INT64 && (*t)->nelem == 1) {
+    if (kind == SPIRT_KEY_TENSOR && (*t)->dtype == SPIRT_INT64 && (*t)->ndim == 1 &&
+        (*t)->dims[0] == 1) {
         memcpy(step, (*t)->buf->data, sizeof(*step));
         if (*step >= 0 && *step < LLONG_MAX) return 0;
     }
@@ -304,8 +315,9 @@ int spirt_cmd_adam(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     long long step;
     if (parse_opts(ctx, ADAM_OPTS, ADAM_NOPTS, argv, 3, argc, &o) != 0 || check_adam(ctx, &o) != 0)
         return REDISMODULE_OK;
-    RedisModuleString *writes[4] = {argv[1], o.key[ADAM_EXP_AVG], o.key[ADAM_EXP_AVG_SQ], o.key[ADAM_STEP]};
-    if (check_distinct(ctx, writes, 4) != 0 ||
+    RedisModuleString *roles[5] = {argv[1], argv[2], o.key[ADAM_EXP_AVG], o.key[ADAM_EXP_AVG_SQ],
+                                   o.key[ADAM_STEP]};
+    if (check_distinct(ctx, roles, 5) != 0 ||
         open_role(ctx, argv[1], "parameter", NULL, NEED_TENSOR, &param) != 0 ||
         open_role(ctx, argv[2], "gradient", param, NEED_TENSOR, &grad) != 0 ||
         open_role(ctx, o.key[ADAM_EXP_AVG], "EXP_AVG", param, MAY_BE_EMPTY, &m) != 0 ||
@@ -339,9 +351,12 @@ int spirt_cmd_adam(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     a->new_param = add_state_output(job, argv[1], param, param);
     a->new_exp_avg = add_state_output(job, o.key[ADAM_EXP_AVG], param, m);
     a->new_exp_avg_sq = add_state_output(job, o.key[ADAM_EXP_AVG_SQ], param, v);
-
     const long long one = 1;
     SpirtBuffer *sbuf = spirt_buffer_new(sizeof(long long), 0);
+    if (!a->new_param || !a->new_exp_avg || !a->new_exp_avg_sq || !sbuf) {
+        spirt_buffer_unref(sbuf);
+        return fail_too_big(ctx, job);
+    }
     memcpy(sbuf->data, &a->step, sizeof(a->step));
     spirt_job_add_output(job, o.key[ADAM_STEP],
                          spirt_tensor_new(SPIRT_INT64, 1, &one, 1, sbuf), 1,

@@ -140,19 +140,16 @@ static SpirtTensor *tensor_from_args(RedisModuleString **argv, int argc, const c
 
 int spirt_cmd_tensorset(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     if (argc < 4) return RedisModule_WrongArity(ctx);
+    /* Checked with a read-only open: closing a key opened for writing counts
+     * as a modification (WATCH, client tracking) even when nothing changed. */
     SpirtKeyKind kind;
     SpirtTensor *old;
-    RedisModuleKey *key = spirt_key_open(ctx, argv[1], REDISMODULE_READ | REDISMODULE_WRITE, &kind, &old);
-    if (kind == SPIRT_KEY_OTHER) {
-        RedisModule_CloseKey(key);
-        return RedisModule_ReplyWithError(ctx, REDISMODULE_ERRORMSG_WRONGTYPE);
-    }
+    RedisModule_CloseKey(spirt_key_open(ctx, argv[1], REDISMODULE_READ, &kind, &old));
+    if (kind == SPIRT_KEY_OTHER) return RedisModule_ReplyWithError(ctx, REDISMODULE_ERRORMSG_WRONGTYPE);
     const char *err = NULL;
     SpirtTensor *t = tensor_from_args(argv, argc, &err);
-    if (t == NULL) {
-        RedisModule_CloseKey(key);
-        return RedisModule_ReplyWithError(ctx, err);
-    }
+    if (t == NULL) return RedisModule_ReplyWithError(ctx, err);
+    RedisModuleKey *key = RedisModule_OpenKey(ctx, argv[1], REDISMODULE_READ | REDISMODULE_WRITE);
     RedisModule_ModuleTypeSetValue(key, SpirtTensorType, t);
     RedisModule_CloseKey(key);
     RedisModule_ReplicateVerbatim(ctx);
@@ -252,18 +249,14 @@ static int parse_range(RedisModuleCtx *ctx, const SpirtTensor *t, RedisModuleStr
 int spirt_cmd_tensorwrite(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     if (argc != 4) return RedisModule_WrongArity(ctx);
     SpirtTensor *t;
-    RedisModuleKey *key = open_existing(ctx, argv[1], REDISMODULE_READ | REDISMODULE_WRITE, &t);
+    RedisModuleKey *key = open_existing(ctx, argv[1], REDISMODULE_READ, &t);
     if (key == NULL) return REDISMODULE_OK;
+    RedisModule_CloseKey(key); /* checked read-only: see spirt_cmd_tensorset */
     size_t blob_len, off, len;
     const char *blob = RedisModule_StringPtrLen(argv[3], &blob_len);
-    if (parse_range(ctx, t, argv[2], NULL, blob_len, &off, &len) != 0) {
-        RedisModule_CloseKey(key);
-        return REDISMODULE_OK;
-    }
-    if (spirt_tensor_make_writable(t) != 0) {
-        RedisModule_CloseKey(key);
-        return RedisModule_ReplyWithError(ctx, ERR_TOO_BIG);
-    }
+    if (parse_range(ctx, t, argv[2], NULL, blob_len, &off, &len) != 0) return REDISMODULE_OK;
+    if (spirt_tensor_make_writable(t) != 0) return RedisModule_ReplyWithError(ctx, ERR_TOO_BIG);
+    key = RedisModule_OpenKey(ctx, argv[1], REDISMODULE_READ | REDISMODULE_WRITE);
     memcpy(t->buf->data + off, blob, len);
     spirt_tensor_touch(t);
     RedisModule_CloseKey(key);

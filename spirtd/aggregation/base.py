@@ -109,6 +109,10 @@ def check_weights(value: Any, n: int) -> tuple[float, ...]:
         raise AggregationError("weights must be finite and non-negative")
     if not w.any():
         raise AggregationError("weights must not all be zero")
+    with np.errstate(over="ignore"):  # an overflowing sum is reported just below
+        total = float(np.sum(w))
+    if not np.isfinite(total) or total < np.finfo(np.float64).tiny:
+        raise AggregationError("weights must sum to a finite, normal number")
     return tuple(float(x) for x in w)
 
 

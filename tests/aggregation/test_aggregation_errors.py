@@ -62,6 +62,8 @@ CALL_ERRORS = [
     ("mean", 3, {"weights": [1, float("nan"), 1]}, "weights must be finite and non-negative"),
     ("mean", 2, {"weights": [1, float("inf")]}, "weights must be finite and non-negative"),
     ("mean", 3, {"weights": [0, 0, 0.0]}, "weights must not all be zero"),
+    ("mean", 2, {"weights": [1e308, 1e308]}, "weights must sum to a finite, normal number"),
+    ("mean", 2, {"weights": [1e-320, 0.0]}, "weights must sum to a finite, normal number"),
     ("mean", 2, {"weights": 1.0}, "weights must be a sequence"),
     ("mean", 2, {"weights": ["a", "b"]}, "weights must be numbers"),
     ("krum", 5, {"f": 1.0}, "option f must be an integer, got 1.0"),
