@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 import pytest
 import redis
 
+from spirtd.store import locate
 from spirtd.store.server import PreparedServer, StoreServerConfig, prepare
 
 # How long a test waits for a server to start or stop.
@@ -39,6 +40,14 @@ def _sanitizer_env() -> dict[str, str]:
         env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0:exitcode=97"
         env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1:exitcode=98"
     return env
+
+
+def allow_debug_command(conf: Path, server: Path) -> None:
+    """Redis 7 refuses DEBUG unless configured; some tests use DEBUG DIGEST
+    and DEBUG RELOAD (tests only: spirtd's own config keeps it off)."""
+    if locate.redis_server_version(server) >= (7, 0, 0):
+        with open(conf, "a") as f:
+            f.write("enable-debug-command local\n")
 
 
 @dataclass
@@ -127,7 +136,9 @@ def start_redis(short_tmp: Path) -> Iterator[Callable[..., RedisProcess]]:
     def start(name: str = "node", **cfg_kwargs) -> RedisProcess:
         cfg_kwargs.setdefault("persistence", "none")
         cfg = StoreServerConfig(data_dir=short_tmp / name, **cfg_kwargs)
-        server = RedisProcess(cfg=cfg, prepared=prepare(cfg))
+        prepared = prepare(cfg)
+        allow_debug_command(cfg.conf_path, Path(prepared.argv[0]))
+        server = RedisProcess(cfg=cfg, prepared=prepared)
         started.append(server)
         server.start()
         return server

@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from spirtd.store.server import StoreServerConfig, prepare
-from tests.conftest import RedisProcess
+from tests.conftest import RedisProcess, allow_debug_command
 
 # Every AI_TENSOR dtype and the numpy type of its raw little-endian bytes.
 NP_DTYPES: dict[str, np.dtype] = {
@@ -146,7 +146,9 @@ def running_server(inline_bytes: int | None = None, **cfg_kwargs: Any) -> Iterat
     path = Path(tempfile.mkdtemp(prefix="spm-", dir="/tmp"))
     cfg_kwargs.setdefault("persistence", "none")
     cfg = StoreServerConfig(data_dir=path / "node", **cfg_kwargs)
-    server = RedisProcess(cfg=cfg, prepared=prepare(cfg))
+    prepared = prepare(cfg)
+    allow_debug_command(cfg.conf_path, Path(prepared.argv[0]))
+    server = RedisProcess(cfg=cfg, prepared=prepared)
     if inline_bytes is not None:
         add_module_args(cfg.conf_path, "INLINE_BYTES", str(inline_bytes))
     server.start()

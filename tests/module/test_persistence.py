@@ -72,7 +72,15 @@ def wait_for_rewrite(r: redis.Redis) -> None:
 
 
 def aof_bytes(server) -> bytes:
-    return (server.cfg.data_dir / "appendonly.aof").read_bytes()
+    """The AOF's content: one file up to Redis 6.2, the parts listed in the
+    manifest of appendonlydir/ from Redis 7 on."""
+    single = server.cfg.data_dir / "appendonly.aof"
+    if single.exists():
+        return single.read_bytes()
+    folder = server.cfg.data_dir / "appendonlydir"
+    manifest = (folder / "appendonly.aof.manifest").read_text().split("\n")
+    parts = [line.split()[1] for line in manifest if line.startswith("file ")]
+    return b"".join((folder / part).read_bytes() for part in parts)
 
 
 # ---- whole keyspace through each path ----
