@@ -44,5 +44,9 @@ test-asan: $(STAMP) $(ASAN_MODULE)
 bench: $(STAMP)
 	$(BIN)/python bench/aggregate.py
 
+# Regenerates spirtd/api/ from proto/ (checked in; tests/api checks it is current).
+proto: $(STAMP)
+	$(BIN)/python proto/generate.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info spirtd/_native/*.so
