@@ -23,8 +23,8 @@ from spirtd import __version__
 from spirtd.errors import ConfigError, SpirtError
 from spirtd.logs import FORMATS, LEVELS, setup_logging
 
-# Modules of spirtd.cli, one per command (later: "run", "certs").
-COMMANDS = ("store",)
+# Modules of spirtd.cli, one per command.
+COMMANDS = ("certs", "store")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
