@@ -1,0 +1,165 @@
+"""The guard on real gRPC over real mutual TLS: roles, revocation (also
+adopted while running), spoofed senders, oversized messages. Each refusal:
+a clear status for the caller, a log line and a counter."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+import pytest
+
+from spirtd.errors import SecurityError
+from spirtd.rpc.counters import Counters
+from spirtd.rpc.guard import Guard, caller
+from spirtd.rpc.server import RpcServer
+from spirtd.rpc.tls import server_credentials
+from spirtd.security import ca
+from spirtd.security.certsdir import CertsDir
+from spirtd.security.identity import Role
+from spirtd.security.revocation import RevocationList
+
+LIMIT = 1000
+CALL_TIMEOUT_S = 5.0
+GRACE_S = 0.1
+
+
+@pytest.fixture
+def certs(tmp_path):
+    ca.init_ca(tmp_path)
+    for name in ("node1", "peer2", "peer3"):
+        ca.issue(tmp_path, name, ips=["127.0.0.1"])
+    ca.issue(tmp_path, "alice", role=Role.CLIENT)
+    ca.revoke(tmp_path, "peer3")
+    return CertsDir(tmp_path)
+
+
+def register_handlers(guard: Guard):
+    async def whoami(request: bytes, context) -> bytes:
+        return caller().name.encode()
+
+    async def claims(request: bytes, context) -> bytes:
+        await guard.check_sender(request.decode(), context)
+        return b"ok"
+
+    async def total(requests, context) -> bytes:
+        return str(sum([len(r) async for r in requests])).encode()
+
+    def register(server: grpc.aio.Server) -> None:
+        server.add_generic_rpc_handlers((
+            grpc.method_handlers_generic_handler("spirt.v1.Control", {
+                "Status": grpc.unary_unary_rpc_method_handler(whoami)}),
+            grpc.method_handlers_generic_handler("spirt.v1.Membership", {
+                "Gossip": grpc.unary_unary_rpc_method_handler(whoami),
+                "Claims": grpc.unary_unary_rpc_method_handler(claims),
+                "Total": grpc.stream_unary_rpc_method_handler(total)}),
+        ))  # fmt: skip
+
+    return register
+
+
+@pytest.fixture
+async def served(certs):
+    counters = Counters()
+    guard = Guard(certs.ca_cert, certs.revocations(), counters, max_message_bytes=LIMIT)
+    own = certs.credentials("node1", role=Role.PEER)
+    async with RpcServer(
+        "127.0.0.1:0", credentials=server_credentials(own, certs.ca_pem), guard=guard,
+        register=register_handlers(guard), max_message_bytes=LIMIT, grace_s=GRACE_S,
+    ) as server:  # fmt: skip
+        yield server.port, guard, counters
+
+
+def channel(certs: CertsDir, port: int, name: str) -> grpc.aio.Channel:
+    key, cert = (certs.path / f"{name}.key").read_bytes(), (certs.path / f"{name}.crt").read_bytes()
+    creds = grpc.ssl_channel_credentials(certs.ca_pem, private_key=key, certificate_chain=cert)
+    return grpc.aio.secure_channel(f"127.0.0.1:{port}", creds, options=[("grpc.ssl_target_name_override", "node1")])
+
+
+async def call(certs, port, name, method, payload=b"") -> bytes:
+    async with channel(certs, port, name) as ch:
+        return await ch.unary_unary(method)(payload, timeout=CALL_TIMEOUT_S)
+
+
+async def refused(certs, port, name, method, payload=b"") -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await call(certs, port, name, method, payload)
+    return info.value
+
+
+async def test_guard_lets_peers_call_everything_and_knows_who_they_are(certs, served):
+    port, _, counters = served
+    assert await call(certs, port, "peer2", "/spirt.v1.Membership/Gossip") == b"peer2"
+    assert await call(certs, port, "peer2", "/spirt.v1.Control/Status") == b"peer2"
+    assert counters.snapshot() == {}
+
+
+async def test_guard_lets_clients_call_only_control(certs, served, caplog):
+    port, _, counters = served
+    assert await call(certs, port, "alice", "/spirt.v1.Control/Status") == b"alice"
+    with caplog.at_level(logging.WARNING, logger="spirtd.security"):
+        err = await refused(certs, port, "alice", "/spirt.v1.Membership/Gossip")
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert err.details() == "client 'alice' may call only the Control service, not spirt.v1.Membership"
+    assert counters.get("refused.role") == 1
+    assert "refused a call from ipv4:127.0.0.1:" in caplog.text and "may call only" in caplog.text
+
+
+async def test_guard_refuses_a_revoked_certificate(certs, served):
+    port, _, counters = served
+    err = await refused(certs, port, "peer3", "/spirt.v1.Control/Status")
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "'peer3' was revoked by the cluster CA (revocation list 2)" in err.details()
+    assert counters.get("refused.revoked") == 1
+
+
+async def test_guard_adopts_a_newer_list_while_running(certs, served):
+    port, guard, counters = served
+    assert await call(certs, port, "peer2", "/spirt.v1.Membership/Gossip") == b"peer2"
+    newer = ca.revoke(certs.path, "peer2")
+    assert guard.adopt(RevocationList.from_der(newer.der))
+    assert not guard.adopt(RevocationList.from_der(newer.der))  # not newer: ignored
+    err = await refused(certs, port, "peer2", "/spirt.v1.Membership/Gossip")
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert counters.get("refused.revoked") == 1
+
+
+async def test_guard_refuses_a_list_not_signed_by_the_ca(certs, served, tmp_path):
+    _, guard, _ = served
+    other = tmp_path / "other"
+    ca.init_ca(other)
+    for name in ("x", "y"):
+        ca.issue(other, name)
+        forged = ca.revoke(other, name)
+    assert forged.number > guard.revocations.number
+    with pytest.raises(SecurityError, match="not signed by the cluster CA"):
+        guard.adopt(forged)
+    assert guard.revocations.number == 2
+
+
+async def test_guard_refuses_a_spoofed_sender(certs, served):
+    port, _, counters = served
+    assert await call(certs, port, "peer2", "/spirt.v1.Membership/Claims", b"peer2") == b"ok"
+    err = await refused(certs, port, "peer2", "/spirt.v1.Membership/Claims", b"node1")
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert err.details() == "the message says it is from 'node1' but the caller's certificate is 'peer2'"
+    assert counters.get("refused.spoofed_sender") == 1
+
+
+async def test_guard_refuses_oversized_messages(certs, served):
+    port, _, counters = served
+    err = await refused(certs, port, "peer2", "/spirt.v1.Membership/Gossip", b"x" * (LIMIT + 1))
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert err.details() == f"a message of {LIMIT + 1} bytes is over the limit of {LIMIT} bytes"
+
+    async def pieces():
+        yield b"x" * 10
+        yield b"x" * (LIMIT + 5)
+
+    async with channel(certs, port, "peer2") as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await ch.stream_unary("/spirt.v1.Membership/Total")(pieces(), timeout=CALL_TIMEOUT_S)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert counters.get("refused.oversized") == 2
+    # and the server still serves its members
+    assert await call(certs, port, "peer2", "/spirt.v1.Membership/Gossip") == b"peer2"
