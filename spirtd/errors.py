@@ -2,9 +2,14 @@
 
     SpirtError
     ├── ConfigError            a setting or argument is invalid; nothing was started
+    ├── SecurityError          a certificate or revocation list is not trustworthy
     ├── AggregationError       an aggregation rule cannot run on these inputs
     │                          (unknown rule, bad option, too few inputs for f,
     │                          mismatched shapes, non-finite values)
+    ├── TransportError         a message to a peer could not be delivered or
+    │                          answered (unreachable, refused, broken link)
+    ├── MembershipError        the membership layer refused a request (a probe
+    │                          for another member, a closed driver, no seed answered)
     └── StoreError             the tensor store refused or failed an operation
         ├── TensorNotFound     the key holds no tensor
         ├── WrongType          the key holds something that is not a tensor
@@ -27,8 +32,24 @@ class ConfigError(SpirtError):
     """A setting or argument is invalid; nothing was started or changed."""
 
 
+class SecurityError(SpirtError):
+    """A certificate or revocation list is not trustworthy (wrong CA, bad
+    signature, expired, revoked, malformed)."""
+
+
 class AggregationError(SpirtError):
     """An aggregation rule cannot run on these inputs; nothing was written."""
+
+
+class TransportError(SpirtError):
+    """A message to a peer could not be delivered or answered: the peer is
+    unreachable, refused the call, or the link broke. Timeouts are not
+    TransportErrors: callers apply them as scopes and see TimeoutError."""
+
+
+class MembershipError(SpirtError):
+    """The membership layer refused a request: a probe meant for another
+    member, a driver that is closed, a join that no seed answered."""
 
 
 class StoreError(SpirtError):

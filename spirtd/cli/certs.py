@@ -3,25 +3,56 @@
     spirtd certs init --dir DIR
         makes the cluster CA: DIR/ca.crt, DIR/ca.key (0600), DIR/crl.pem
     spirtd certs issue NAME --dir DIR [--ip IP ...] [--dns NAME ...] [--role peer|client]
+                                      [--days N] [--replace]
         makes DIR/NAME.crt and DIR/NAME.key (0600); NAME is the peer id (or
-        the client's name); peers need the IPs and names others reach them at
+        the client's name); peers need the IPs and names others reach them at;
+        --replace makes a new one where NAME.crt is (revoke the old one first
+        if it must stop working)
     spirtd certs revoke NAME --dir DIR
         adds NAME.crt to DIR/crl.pem; running peers learn it by gossip
     spirtd certs list --dir DIR
-        the certificates in DIR: name, role, expiry, revoked or not
+        the certificates in DIR, one a line: name, role, expiry, and state
+        (valid, revoked, expired, not yet valid, not from this CA, unreadable)
+
+Exit status: 0 done, 1 failed (a file could not be written or read, a
+certificate or list is not trustworthy), 2 bad usage or settings.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import functools
+import sys
 from pathlib import Path
+from typing import Callable
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
-from spirtd.cli import EXIT_OK
+from spirtd.cli import EXIT_FAILED, EXIT_OK
+from spirtd.errors import SecurityError
 from spirtd.security import ca
 from spirtd.security.certsdir import CertsDir
-from spirtd.security.identity import Role, identity_of
+from spirtd.security.identity import Identity, Role, identity_of
+from spirtd.security.revocation import RevocationList
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _reporting_os_errors(handler: Handler) -> Handler:
+    """A file that cannot be read or written is a one-line error and exit
+    status 1, like every other failure, not a traceback."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except OSError as exc:
+            print(f"spirtd certs: error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+
+    return run
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -34,8 +65,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     init = actions.add_parser("init", help="make the cluster CA")
     init.add_argument("--dir", type=Path, required=True)
     init.add_argument("--name", default="spirt cluster CA", help="the CA's common name")
-    init.add_argument("--days", type=int, default=ca.CA_DAYS)
-    init.set_defaults(handler=run_init)
+    init.add_argument("--days", type=int, default=ca.CA_DAYS, help="how long the CA is valid")
+    init.set_defaults(handler=_reporting_os_errors(run_init))
 
     issue = actions.add_parser("issue", help="make a peer or client certificate")
     issue.add_argument("name", help="the peer id, or the client's name")
@@ -43,17 +74,24 @@ def register(commands: argparse._SubParsersAction) -> None:
     issue.add_argument("--ip", action="append", default=[], help="an IP address it is reached at")
     issue.add_argument("--dns", action="append", default=[], help="a DNS name it is reached at")
     issue.add_argument("--role", choices=[r.value for r in Role], default=Role.PEER.value)
-    issue.add_argument("--days", type=int, default=ca.CERT_DAYS)
-    issue.set_defaults(handler=run_issue)
+    issue.add_argument(
+        "--days", type=int, default=ca.CERT_DAYS,
+        help="how long it is valid (it must end before the CA does)",
+    )  # fmt: skip
+    issue.add_argument(
+        "--replace", action="store_true",
+        help="make a new certificate where NAME.crt is (it does not revoke the old one)",
+    )  # fmt: skip
+    issue.set_defaults(handler=_reporting_os_errors(run_issue))
 
     revoke = actions.add_parser("revoke", help="revoke a certificate")
     revoke.add_argument("name")
     revoke.add_argument("--dir", type=Path, required=True)
-    revoke.set_defaults(handler=run_revoke)
+    revoke.set_defaults(handler=_reporting_os_errors(run_revoke))
 
     show = actions.add_parser("list", help="list the certificates in a dir")
     show.add_argument("--dir", type=Path, required=True)
-    show.set_defaults(handler=run_list)
+    show.set_defaults(handler=_reporting_os_errors(run_list))
 
 
 def run_init(args: argparse.Namespace) -> int:
@@ -63,7 +101,10 @@ def run_init(args: argparse.Namespace) -> int:
 
 
 def run_issue(args: argparse.Namespace) -> int:
-    cert, key = ca.issue(args.dir, args.name, role=Role(args.role), ips=args.ip, dns=args.dns, days=args.days)
+    cert, key = ca.issue(
+        args.dir, args.name, role=Role(args.role), ips=args.ip, dns=args.dns, days=args.days,
+        replace=args.replace,
+    )  # fmt: skip
     print(f"made {args.role} certificate {cert} and key {key}")
     return EXIT_OK
 
@@ -76,11 +117,44 @@ def run_revoke(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    crl = CertsDir(args.dir).revocations()
+    certs = CertsDir(args.dir)
+    crl = certs.revocations()
+    now = ca.utcnow()
     for path in sorted(args.dir.glob("*.crt")):
         if path.name == ca.CA_CERT:
             continue
-        who = identity_of(x509.load_pem_x509_certificate(path.read_bytes()))
-        state = "revoked" if crl is not None and crl.is_revoked(who.serial) else "valid"
-        print(f"{who.name}\t{who.role.value}\texpires {who.not_after:%Y-%m-%d}\t{state}")
+        try:
+            cert = x509.load_pem_x509_certificate(path.read_bytes())
+        except ValueError:
+            print(f"{path.stem}\t?\t?\tunreadable: not a PEM certificate")
+            continue
+        try:
+            who = identity_of(cert)
+        except SecurityError as exc:
+            print(f"{path.stem}\t?\t?\tunreadable: {exc}")
+            continue
+        name = who.name if who.name == path.stem else f"{path.stem} (made out to {who.name})"
+        state = _state(cert, who, certs.ca_cert, crl, now)
+        print(f"{name}\t{who.role.value}\texpires {who.not_after:%Y-%m-%d}\t{state}")
     return EXIT_OK
+
+
+def _state(
+    cert: x509.Certificate,
+    who: Identity,
+    ca_cert: x509.Certificate,
+    crl: RevocationList | None,
+    now: datetime.datetime,
+) -> str:
+    """One word or two on whether a certificate in the dir would be accepted."""
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return "not from this CA"
+    if crl is not None and crl.is_revoked(who.serial):
+        return "revoked"
+    if now > cert.not_valid_after_utc:
+        return "expired"
+    if now < cert.not_valid_before_utc:
+        return "not yet valid"
+    return "valid"
