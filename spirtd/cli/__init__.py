@@ -24,7 +24,7 @@ from spirtd.errors import ConfigError, SpirtError
 from spirtd.logs import FORMATS, LEVELS, setup_logging
 
 # Modules of spirtd.cli, one per command.
-COMMANDS = ("certs", "store")
+COMMANDS = ("certs", "run", "store")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -39,9 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Peer-to-peer ML training with in-database tensor aggregation.",
     )
     parser.add_argument("--version", action="version", version=f"spirtd {__version__}")
-    parser.add_argument("--log-level", choices=LEVELS, default="info")
+    parser.add_argument("--log-level", choices=LEVELS)
     parser.add_argument(
-        "--log-format", choices=FORMATS, default="text",
+        "--log-format", choices=FORMATS,
         help="text for people, json for machines (one object a line)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, and usage errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        setup_logging(args.log_level, args.log_format)
+        setup_logging(args.log_level or "info", args.log_format or "text")
         return args.handler(args)
     except ConfigError as exc:
         print(f"spirtd {args.command}: error: {exc}", file=sys.stderr)

@@ -58,6 +58,10 @@ class Guard:
         self._counters = counters
         self.max_message_bytes = max_message_bytes
         self.insecure = insecure
+        # Certificate serial of every caller seen, by name: what a newly
+        # adopted revocation list is checked against to expel members.
+        self.serials: dict[str, int] = {}
+        self.on_revoked_caller: Callable[[Identity], None] | None = None
 
     @property
     def revocations(self) -> RevocationList | None:
@@ -101,11 +105,14 @@ class Guard:
         except SecurityError as exc:
             await self.refuse(context, grpc.StatusCode.UNAUTHENTICATED, "bad_certificate", str(exc))
         if self.is_revoked(identity):
+            if self.on_revoked_caller is not None:
+                self.on_revoked_caller(identity)
             await self.refuse(
                 context, grpc.StatusCode.UNAUTHENTICATED, "revoked",
                 f"the certificate of {identity.name!r} was revoked by the cluster CA "
                 f"(revocation list {self._revocations.number})",  # type: ignore[union-attr]
             )
+        self.serials[identity.name] = identity.serial
         if identity.role is not Role.PEER and not method.startswith(CONTROL_PREFIX):
             await self.refuse(
                 context, grpc.StatusCode.PERMISSION_DENIED, "role",

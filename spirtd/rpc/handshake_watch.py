@@ -28,6 +28,9 @@ READ_CHUNK = 65536
 # glog-style prefix of gRPC core lines: "I1126 11:59:19.796758    4427 file.cc:155] "
 _PREFIX = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [^\]]+\] ")
 _FAILED = "CallNextHandshakerLocked: error="
+_OWN_VERBOSITY_NOTICE = "Log level INFO is not suitable for production"
+# What gRPC appends under a log line (status source locations, handshake args).
+_CONTINUATION = re.compile(r"^(=== Source Location Trace: ===|src/\S+:\d+|\s*shutdown=.*|\s*)$")
 _PEER = re.compile(r"endpoint_peer_address=([^,}\s]+)")
 _SSL_REASON = re.compile(r"OPENSSL_internal:([A-Z_]+)(?:: ([^:]+))?")
 
@@ -65,20 +68,28 @@ class TraceParser:
 
     def __init__(self) -> None:
         self._record: list[str] | None = None
+        self._dropping = False  # the last gRPC line was dropped: so are its continuations
 
     def feed(self, line: str) -> tuple[str | None, HandshakeRefusal | None]:
         prefix = _PREFIX.match(line)
         if prefix is None:
-            if self._record is None:
-                return line, None
-            self._record.append(line)
-            return None, self._finish() if "args={" in line else None
+            if self._record is not None:
+                self._record.append(line)
+                return None, self._finish() if "args={" in line else None
+            if self._dropping and _CONTINUATION.match(line):
+                return None, None
+            self._dropping = False
+            return line, None
         self._record = None
+        self._dropping = True
+        if _OWN_VERBOSITY_NOTICE in line:
+            return None, None  # gRPC's remark about the INFO level we set for the trace
         if _FAILED in line and f"{_FAILED}OK" not in line:
             self._record = [line]
             return None, None
         # Our own INFO verbosity is only there for the trace: drop INFO lines.
-        return (None if prefix.group(1) == "I" else line), None
+        self._dropping = prefix.group(1) == "I"
+        return (None if self._dropping else line), None
 
     def _finish(self) -> HandshakeRefusal | None:
         text = "\n".join(self._record or [])

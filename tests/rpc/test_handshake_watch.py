@@ -156,3 +156,18 @@ def test_handshake_watch_reports_refusals_of_a_live_server(certs, tmp_path):
     stderr = (tmp_path / "stderr.txt").read_text()
     assert "a line from python goes through" in stderr
     assert "CallNextHandshakerLocked" not in stderr
+
+
+def test_trace_parser_drops_continuations_of_dropped_lines_but_not_tracebacks():
+    text = (
+        "I1126 12:09:05.000000 1 channel_trace.h:396] handshake manager 0x1: Failed with error: UNAVAILABLE\n"
+        "=== Source Location Trace: ===\n"
+        "src/core/lib/event_engine/posix_engine/posix_engine.cc:309\n"
+        "\n"
+        "Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in <module>\n'
+        "W1126 12:09:06.000000 1 log.cc:102] Log level INFO is not suitable for production. Prefer WARNING\n"
+    )
+    passed, refusals = parse(text)
+    assert passed == ["Traceback (most recent call last):", '  File "x.py", line 1, in <module>']
+    assert refusals == []

@@ -1,0 +1,132 @@
+"""spirtctl --peer HOST:PORT --certs-dir DIR [--name NAME] COMMAND [--json]
+
+    status    the peer's id, version, uptime, store backend and member count
+    members   every member the peer knows: id, address, state, incarnation, rtt
+    watch     membership events as they happen (join, suspect, alive, dead, leave)
+
+It authenticates with the certificate NAME (default: client) from the certs
+dir: DIR/NAME.crt and DIR/NAME.key, signed by the cluster CA in DIR/ca.crt.
+A refused or failed call exits 1 with the reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+
+from spirtd.api.spirt.v1 import control_pb2, membership_pb2
+from spirtd.errors import ConfigError, SpirtError
+from spirtctl.connection import CallFailed, control_stub, explain, open_channel
+
+DEFAULT_TIMEOUT_S = 10.0
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def member_dict(m: control_pb2.MemberInfo) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "address": m.address,
+        "state": membership_pb2.MemberState.Name(m.state).lower(),
+        "incarnation": m.incarnation,
+        "rtt_ms": round(m.rtt_ms, 3),
+        "state_age_s": round(m.state_age_s, 3),
+    }
+
+
+def status_dict(s: control_pb2.StatusResponse) -> dict[str, Any]:
+    out = MessageToDict(s, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    out["uptime_s"] = round(s.uptime_s, 3)
+    out["incarnation"] = s.incarnation
+    out["counters"] = dict(s.counters)
+    return out
+
+
+def print_status(s: control_pb2.StatusResponse) -> None:
+    print(f"{s.id} (spirtd {s.version}) at {s.address}: up {s.uptime_s:.1f} s, "
+          f"store {s.store_backend or 'unknown'}, {s.member_count} members ({s.alive_count} alive)")  # fmt: skip
+    for name, value in sorted(s.counters.items()):
+        print(f"  {name}: {value}")
+
+
+def print_members(members: list[control_pb2.MemberInfo]) -> None:
+    print(f"{'ID':<20} {'ADDRESS':<24} {'STATE':<8} {'INC':>5} {'RTT ms':>8}")
+    for m in members:
+        d = member_dict(m)
+        print(f"{d['id']:<20} {d['address']:<24} {d['state']:<8} {d['incarnation']:>5} {d['rtt_ms']:>8.2f}")
+
+
+async def run(args: argparse.Namespace) -> int:
+    channel = open_channel(args.peer, args.certs_dir, args.name, args.peer_id, args.insecure)
+    stub = control_stub(channel)
+    try:
+        if args.command == "status":
+            reply = await stub.Status(control_pb2.StatusRequest(), timeout=args.timeout)
+            print(json.dumps(status_dict(reply))) if args.json else print_status(reply)
+        elif args.command == "members":
+            reply = await stub.Members(control_pb2.MembersRequest(), timeout=args.timeout)
+            if args.json:
+                print(json.dumps([member_dict(m) for m in reply.members]))
+            else:
+                print_members(list(reply.members))
+        else:
+            request = control_pb2.WatchMembershipRequest(include_current=True)
+            async for event in stub.WatchMembership(request):
+                kind = control_pb2.MembershipEvent.Kind.Name(event.kind).lower()
+                if args.json:
+                    print(json.dumps({"kind": kind, "time_unix": event.time_unix, **member_dict(event.member)}), flush=True)
+                else:
+                    print(f"{kind:<8} {event.member.id} {event.member.address}", flush=True)
+    except grpc.aio.AioRpcError as exc:
+        raise explain(exc, args.peer, args.name, args.timeout) from None
+    finally:
+        await channel.close()
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spirtctl", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--peer", required=True, help="HOST:PORT of a running spirtd")
+    parser.add_argument("--certs-dir", type=Path, help="dir with ca.crt and NAME.crt/NAME.key")
+    parser.add_argument("--name", default="client", help="the certificate to use (default: client)")
+    parser.add_argument("--peer-id", help="expect this peer id in its certificate (default: the host dialled)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds to wait for an answer")
+    parser.add_argument("--insecure", action="store_true", help="plaintext, for a spirtd run with --insecure")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, text in (("status", "the peer's status"), ("members", "the members it knows"),
+                       ("watch", "membership events as they happen")):  # fmt: skip
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if not args.insecure and args.certs_dir is None:
+        print("spirtctl: error: --certs-dir is needed (or --insecure)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return asyncio.run(run(args))
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except ConfigError as exc:
+        print(f"spirtctl: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (CallFailed, SpirtError) as exc:
+        print(f"spirtctl: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""The peer daemon: wires the store, the guard, the gRPC server, membership
+and Control together, and takes them down in reverse order.
+
+    async with Daemon(config) as daemon:
+        await stop.wait()           # SIGTERM: leave, then close everything
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from pathlib import Path
+
+import grpc
+
+from spirtd import __version__
+from spirtd.api.spirt.v1 import (
+    control_pb2_grpc,
+    gradients_pb2_grpc,
+    heartbeat_pb2_grpc,
+    membership_pb2_grpc,
+)
+from spirtd.clock import Clock, SystemClock
+from spirtd.daemon import node_state
+from spirtd.daemon.config import DaemonConfig, format_address, parse_address
+from spirtd.daemon.control import ControlService, NodeView, StateAges, unimplemented_gradient_exchange
+from spirtd.daemon.transport import GrpcTransport, HeartbeatService, MembershipService, RevocationSpreader
+from spirtd.errors import MembershipError, SecurityError
+from spirtd.membership.driver import MembershipDriver
+from spirtd.membership.events import EventKind, MemberEvent
+from spirtd.membership.formulas import retransmit_limit
+from spirtd.membership.state import MembershipState
+from spirtd.rpc.counters import Counters
+from spirtd.rpc.guard import Guard
+from spirtd.rpc.server import ChannelPool, RpcServer, message_options
+from spirtd.rpc.tls import channel_credentials, server_credentials
+from spirtd.security.certsdir import CertsDir
+from spirtd.security.identity import Identity, Role
+from spirtd.security.revocation import RevocationList
+from spirtd.store.connect import detect_backend
+from spirtd.store.embedded import EmbeddedStore
+
+_log = logging.getLogger("spirtd")
+_members_log = logging.getLogger("spirtd.membership")
+
+# The revocation list rides on as many gossip rounds as an update would in a
+# cluster this big; push-pull exchanges carry it too, whatever the size.
+CRL_GOSSIP_CLUSTER_SIZE = 32
+
+_EVENT_WORDS = {
+    EventKind.JOIN: "joined",
+    EventKind.UPDATE: "changed its address or metadata",
+    EventKind.SUSPECT: "is suspected: it did not answer direct or indirect probes",
+    EventKind.ALIVE: "refuted the suspicion: it is alive",
+    EventKind.DEAD: "is dead: nobody heard from it within the suspicion timeout",
+    EventKind.LEAVE: "left the cluster",
+}
+
+
+class Daemon:
+    def __init__(self, config: DaemonConfig, *, clock: Clock | None = None, counters: Counters | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.counters = counters or Counters()
+        self.address = ""
+        self.store_backend = "unknown"
+        self._stack = contextlib.AsyncExitStack()
+        self._tasks: list[asyncio.Task] = []
+        self._group: asyncio.TaskGroup | None = None
+        self._driver: MembershipDriver | None = None
+        self._state: MembershipState | None = None
+        self._channels: ChannelPool | None = None
+        self._saved = node_state.NodeState()
+        self._closing = False
+
+    # ---- lifecycle ----
+
+    async def __aenter__(self) -> "Daemon":
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def _start(self) -> None:
+        cfg = self.config
+        self._saved = node_state.load(Path(cfg.data_dir))
+        own, ca_pem, self.guard = self._security()
+        self.guard.on_revoked_caller = self._expel_revoked
+        self.store = await self._stack.enter_async_context(EmbeddedStore(cfg.store, clock=self.clock))
+        client = self.store.client()
+        try:
+            self.store_backend = await detect_backend(client)
+        finally:
+            await client.aclose()
+        rounds = retransmit_limit(cfg.membership.retransmit_mult, CRL_GOSSIP_CLUSTER_SIZE)
+        self.revocations = RevocationSpreader(self.guard, rounds, self._on_revocations)
+        self._ages = StateAges(self.clock)
+        server = RpcServer(
+            cfg.listen,
+            credentials=server_credentials(own, ca_pem) if own else None,
+            guard=self.guard,
+            register=self._register,
+            max_message_bytes=cfg.max_message_bytes,
+            grace_s=cfg.shutdown_grace_s,
+        )
+        await self._stack.enter_async_context(server)
+        host, _ = parse_address(cfg.listen, what="--listen", allow_port_zero=True)
+        self.address = cfg.advertise or format_address(host, server.port)
+        self._channels = ChannelPool(
+            channel_credentials(own, ca_pem) if own else None, message_options(cfg.max_message_bytes)
+        )
+        self._stack.push_async_callback(self._channels.aclose)
+        self._state = MembershipState(
+            cfg.id, self.address, cfg.membership, rng=random.Random(), now=self.clock.monotonic(),
+            meta={"version": __version__, "store": self.store_backend},
+            incarnation=self._saved.incarnation + 1,
+        )  # fmt: skip
+        self._persist()
+        transport = GrpcTransport(self._channels, self._resolve_id, self.revocations)
+        self._driver = await self._stack.enter_async_context(
+            MembershipDriver(self._state, transport, self.clock, cfg.membership)
+        )
+        self._group = await self._stack.enter_async_context(asyncio.TaskGroup())
+        self._tasks.append(self._group.create_task(self._watch_events(), name="membership-events"))
+        seeds = [s for s in cfg.seeds if s != self.address]
+        if seeds:
+            self._tasks.append(self._group.create_task(self._join(seeds), name="join"))
+        _log.info(
+            "peer %s serving on %s (advertised as %s) with %s; store %s; %s",
+            cfg.id, cfg.listen, self.address, "no TLS (--insecure)" if cfg.insecure else "mutual TLS",
+            self.store_backend, f"joining through {', '.join(seeds)}" if seeds else "starting a cluster",
+            extra={"id": cfg.id, "address": self.address, "store": self.store_backend},
+        )  # fmt: skip
+
+    def _security(self) -> tuple[object, bytes | None, Guard]:
+        cfg = self.config
+        if cfg.insecure:
+            _log.warning("running with --insecure: no TLS and no authentication; use it for local experiments only")
+            return None, None, Guard(None, None, self.counters, max_message_bytes=cfg.max_message_bytes, insecure=True)
+        certs = CertsDir(cfg.certs_dir)  # type: ignore[arg-type]
+        own = certs.credentials(cfg.id, role=Role.PEER)
+        crl = certs.revocations()
+        if self._saved.crl_der:
+            try:
+                saved = RevocationList.from_der(self._saved.crl_der).verify(certs.ca_cert)
+                crl = saved if saved.newer_than(crl) else crl
+            except SecurityError as exc:
+                _log.warning("ignoring the saved revocation list: %s", exc)
+        guard = Guard(certs.ca_cert, crl, self.counters, max_message_bytes=cfg.max_message_bytes)
+        return own, certs.ca_pem, guard
+
+    def _register(self, server: grpc.aio.Server) -> None:
+        driver = lambda: self._driver  # noqa: E731 - the driver exists once serving starts
+        heartbeat_pb2_grpc.add_HeartbeatServicer_to_server(HeartbeatService(driver, self.guard), server)
+        membership_pb2_grpc.add_MembershipServicer_to_server(
+            MembershipService(driver, self.guard, self.revocations), server
+        )
+        gradients_pb2_grpc.add_GradientExchangeServicer_to_server(unimplemented_gradient_exchange(), server)
+        view = NodeView(
+            id=self.config.id,
+            address=lambda: self.address,
+            store_backend=lambda: self.store_backend,
+            members=lambda: self._state.members() if self._state else [],
+            local=lambda: self._state.local,
+            rtt_s=lambda member_id: self._state.rtt(member_id) if self._state else None,
+            subscribe=lambda: self._driver.subscribe(),
+        )
+        control_pb2_grpc.add_ControlServicer_to_server(ControlService(view, self.counters, self._ages, self.clock), server)
+
+    async def aclose(self) -> None:
+        """Leaves the cluster (bounded by leave_timeout_s), then stops serving
+        and closes the store. Idempotent."""
+        if self._closing:
+            return
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._driver is not None:
+            try:
+                async with asyncio.timeout(self.config.leave_timeout_s):
+                    await self._driver.leave()
+                _log.info("announced leaving the cluster")
+            except (TimeoutError, MembershipError) as exc:
+                _log.warning("could not announce leaving in time (%s); others will notice it as a failure", exc)
+        await self._stack.aclose()
+        _log.info("peer %s stopped", self.config.id)
+
+    # ---- membership glue ----
+
+    def _resolve_id(self, address: str) -> str | None:
+        if self._state is None:
+            return None
+        for member in self._state.members():
+            if member.address == address:
+                return member.id
+        return None
+
+    async def _join(self, seeds: list[str]) -> None:
+        while True:
+            try:
+                count = await self._driver.join(seeds)  # type: ignore[union-attr]
+                _log.info("joined the cluster through %s: %d members known", ", ".join(seeds), count)
+                return
+            except MembershipError as exc:
+                _log.warning("could not join yet (%s); trying again in %.1f s", exc, self.config.join_retry_s)
+            await self.clock.sleep(self.config.join_retry_s)
+
+    async def _watch_events(self) -> None:
+        subscription = self._driver.subscribe()  # type: ignore[union-attr]
+        try:
+            async for event in subscription:
+                self._on_event(event)
+        finally:
+            await subscription.aclose()
+
+    def _on_event(self, event: MemberEvent) -> None:
+        self._ages.observe(event)
+        member = event.member
+        level = logging.WARNING if event.kind in (EventKind.SUSPECT, EventKind.DEAD) else logging.INFO
+        _members_log.log(level, "member %s at %s %s", member.id, member.address, _EVENT_WORDS[event.kind],
+                         extra={"member": member.id, "event": event.kind.value, "incarnation": member.incarnation})  # fmt: skip
+        if self._state is not None and self._state.local.incarnation != self._saved.incarnation:
+            self._persist()
+
+    def _persist(self) -> None:
+        crl = self.guard.revocations
+        self._saved = node_state.NodeState(self._state.local.incarnation if self._state else 0,
+                                           crl.der if crl is not None else None)  # fmt: skip
+        node_state.save(Path(self.config.data_dir), self._saved)
+
+    def _on_revocations(self, crl: RevocationList) -> None:
+        self._persist()
+        for name, serial in list(self.guard.serials.items()):
+            if crl.is_revoked(serial):
+                self._expel(name)
+
+    def _expel_revoked(self, identity: Identity) -> None:
+        self._expel(identity.name)
+
+    def _expel(self, name: str) -> None:
+        if self._driver is None or self._state is None:
+            return
+        member = self._state.member(name)
+        if member is None or name == self.config.id:
+            return
+        self._driver.expel(name)
+        _members_log.warning("expelled member %s: its certificate is revoked", name, extra={"member": name})
+        if self._channels is not None and self._group is not None:
+            self._tasks.append(self._group.create_task(self._channels.drop(member.address)))

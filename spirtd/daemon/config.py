@@ -1,0 +1,208 @@
+"""The daemon's settings: defaults, then a TOML file, then SPIRTD_* environment
+variables, then command-line flags (flags win). Unknown keys are errors.
+
+    id = "node1"
+    listen = "0.0.0.0:7100"
+    advertise = "10.0.0.1:7100"
+    seeds = ["10.0.0.2:7100", "10.0.0.3:7100"]
+    data_dir = "/var/lib/spirtd/node1"
+    certs_dir = "/etc/spirtd/certs"
+    log_format = "json"
+
+    [membership]            # spirtd.membership.config.MembershipConfig fields
+    probe_interval_s = 0.25
+
+    [store]                 # the colocated Redis
+    persistence = "rdb"
+    threads = 2
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from spirtd.errors import ConfigError
+from spirtd.membership.config import MembershipConfig
+from spirtd.security.identity import check_name
+from spirtd.store.server import StoreServerConfig
+
+DEFAULT_PORT = 7100
+ENV_PREFIX = "SPIRTD_"
+_TOP_KEYS = ("id", "listen", "advertise", "seeds", "data_dir", "certs_dir", "insecure",
+             "log_level", "log_format", "max_message_bytes", "shutdown_grace_s", "leave_timeout_s",
+             "join_retry_s")  # fmt: skip
+_STORE_KEYS = {"persistence": "persistence", "threads": "module_threads",
+               "max_tensor_bytes": "max_tensor_bytes"}  # fmt: skip
+
+
+def parse_address(text: str, *, what: str, allow_port_zero: bool = False) -> tuple[str, int]:
+    """"host:port" or "[v6]:port" -> (host, port), with a clear error."""
+    text = text.strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"{what} {text!r} is not HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"{what} {text!r} has no port number") from None
+    if not (0 if allow_port_zero else 1) <= port <= 65535:
+        raise ConfigError(f"{what} {text!r}: the port must be between 1 and 65535")
+    return host, port
+
+
+def format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _is_wildcard(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """Everything `spirtd run` needs.
+
+    listen: address the gRPC server binds (port 0: any free port).
+    advertise: the address others reach this peer at; defaults to listen
+        unless that is a wildcard (0.0.0.0, ::), which others cannot dial.
+    seeds: peers to join through; empty means this peer starts a cluster.
+    max_message_bytes: the largest message a peer accepts (the guard
+        refuses bigger ones with a log line; gRPC itself refuses twice this).
+    shutdown_grace_s: how long calls in flight may finish at shutdown.
+    leave_timeout_s: how long announcing a voluntary leave may take.
+    join_retry_s: wait between rounds of trying the seeds.
+    """
+
+    id: str
+    data_dir: Path
+    listen: str = f"0.0.0.0:{DEFAULT_PORT}"
+    advertise: str | None = None
+    seeds: tuple[str, ...] = ()
+    certs_dir: Path | None = None
+    insecure: bool = False
+    log_level: str = "info"
+    log_format: str = "text"
+    max_message_bytes: int = 4 << 20
+    shutdown_grace_s: float = 2.0
+    leave_timeout_s: float = 2.0
+    join_retry_s: float = 1.0
+    membership: MembershipConfig = field(default_factory=MembershipConfig.default)
+    store: StoreServerConfig | None = None
+
+    def __post_init__(self) -> None:
+        check_name(self.id)
+        parse_address(self.listen, what="--listen", allow_port_zero=True)
+        if self.advertise is not None:
+            host, _ = parse_address(self.advertise, what="--advertise")
+            if _is_wildcard(host):
+                raise ConfigError(f"--advertise {self.advertise} is a wildcard; give an address others can reach")
+        elif _is_wildcard(parse_address(self.listen, what="--listen", allow_port_zero=True)[0]):
+            raise ConfigError(f"--listen {self.listen} is a wildcard: give --advertise HOST:PORT too")
+        for seed in self.seeds:
+            parse_address(seed, what="seed")
+        if not self.insecure and self.certs_dir is None:
+            raise ConfigError("--certs-dir is needed (or --insecure, for local experiments only)")
+        if self.max_message_bytes < 1024:
+            raise ConfigError("max_message_bytes must be >= 1024")
+        for name in ("shutdown_grace_s", "leave_timeout_s", "join_retry_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0")
+        if self.store is None:
+            object.__setattr__(self, "store", StoreServerConfig(data_dir=Path(self.data_dir) / "store"))
+
+
+def _bool(value: Any, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{what} must be true or false, not {value!r}")
+
+
+def _section(values: Mapping[str, Any], what: str, base: Any, keys: Mapping[str, str]) -> Any:
+    """A [section] of the file applied to a config dataclass; keys maps the
+    file's key names to the dataclass's field names."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"[{what}] must be a table")
+    kwargs = {}
+    for key, value in values.items():
+        if key not in keys:
+            raise ConfigError(f"unknown key {key!r} in [{what}]; known keys: {', '.join(sorted(keys))}")
+        kwargs[keys[key]] = value
+    try:
+        return dataclasses.replace(base, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"[{what}]: {exc}") from exc
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def from_environment(env: Mapping[str, str]) -> dict[str, Any]:
+    """SPIRTD_ID, SPIRTD_LISTEN, SPIRTD_SEEDS (comma-separated), ... as keys."""
+    values: dict[str, Any] = {}
+    for key in _TOP_KEYS:
+        raw = env.get(ENV_PREFIX + key.upper())
+        if raw is None:
+            continue
+        values[key] = [s for s in raw.split(",") if s.strip()] if key == "seeds" else raw
+    return values
+
+
+def build(file_values: Mapping[str, Any], env_values: Mapping[str, Any], flag_values: Mapping[str, Any]) -> DaemonConfig:
+    """Merges the three layers (later wins) into a checked DaemonConfig."""
+    merged: dict[str, Any] = {}
+    for layer in (file_values, env_values, {k: v for k, v in flag_values.items() if v is not None}):
+        merged.update(layer)
+    membership_values = merged.pop("membership", {}) or {}
+    store_values = merged.pop("store", {}) or {}
+    unknown = set(merged) - set(_TOP_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}; known: {', '.join(_TOP_KEYS)}")
+    if "id" not in merged:
+        raise ConfigError("--id is needed (the peer's name, as in its certificate)")
+    if isinstance(merged.get("seeds"), str):
+        merged["seeds"] = [s for s in merged["seeds"].split(",") if s.strip()]
+    merged["seeds"] = tuple(s.strip() for s in merged.get("seeds", ()))
+    merged["insecure"] = _bool(merged.get("insecure", False), "insecure")
+    data_dir = Path(merged.pop("data_dir", None) or Path("spirtd-data") / str(merged["id"]))
+    if merged.get("certs_dir") is not None:
+        merged["certs_dir"] = Path(merged["certs_dir"])
+    for key in ("max_message_bytes",):
+        if key in merged:
+            merged[key] = int(merged[key])
+    for key in ("shutdown_grace_s", "leave_timeout_s", "join_retry_s"):
+        if key in merged:
+            merged[key] = float(merged[key])
+    membership_keys = {f.name: f.name for f in dataclasses.fields(MembershipConfig)}
+    membership = _section(membership_values, "membership", MembershipConfig.default(), membership_keys)
+    store = _section(store_values, "store", StoreServerConfig(data_dir=data_dir / "store"), _STORE_KEYS)
+    return DaemonConfig(data_dir=data_dir, membership=membership, store=store, **merged)
+
+
+def load(config_file: Path | None, env: Mapping[str, str] | None, flags: Mapping[str, Any]) -> DaemonConfig:
+    env = os.environ if env is None else env
+    file_path = config_file or (Path(env[ENV_PREFIX + "CONFIG"]) if env.get(ENV_PREFIX + "CONFIG") else None)
+    file_values = read_file(file_path) if file_path is not None else {}
+    return build(file_values, from_environment(env), flags)

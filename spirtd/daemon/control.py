@@ -1,0 +1,120 @@
+"""The Control service: what clients (and operators) ask a peer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import grpc
+
+from spirtd import __version__
+from spirtd.api.spirt.v1 import control_pb2, control_pb2_grpc
+from spirtd.clock import Clock
+from spirtd.daemon import wire
+from spirtd.membership.events import EventKind, MemberEvent
+from spirtd.membership.messages import Member, MemberState
+from spirtd.rpc.counters import Counters
+
+EVENT_TO_WIRE = {
+    EventKind.JOIN: control_pb2.MembershipEvent.JOIN,
+    EventKind.SUSPECT: control_pb2.MembershipEvent.SUSPECT,
+    EventKind.ALIVE: control_pb2.MembershipEvent.ALIVE,
+    EventKind.DEAD: control_pb2.MembershipEvent.DEAD,
+    EventKind.LEAVE: control_pb2.MembershipEvent.LEAVE,
+}
+
+
+class StateAges:
+    """When each member entered its current state, from membership events."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._since: dict[str, tuple[MemberState, float]] = {}
+
+    def observe(self, event: MemberEvent) -> None:
+        self._since[event.member.id] = (event.member.state, self._clock.monotonic())
+
+    def age_s(self, member: Member) -> float:
+        state, since = self._since.get(member.id, (member.state, self._clock.monotonic()))
+        if state is not member.state:
+            return 0.0
+        return self._clock.monotonic() - since
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """What Control reads from the rest of the daemon (all callables: live values)."""
+
+    id: str
+    address: Callable[[], str]
+    store_backend: Callable[[], str]
+    members: Callable[[], list[Member]]
+    local: Callable[[], Member]
+    rtt_s: Callable[[str], float | None]
+    subscribe: Callable[[], object]  # an async iterator of MemberEvent with aclose()
+
+
+class ControlService(control_pb2_grpc.ControlServicer):
+    def __init__(self, node: NodeView, counters: Counters, ages: StateAges, clock: Clock) -> None:
+        self._node = node
+        self._counters = counters
+        self._ages = ages
+        self._clock = clock
+        self._started = clock.monotonic()
+
+    def _info(self, member: Member) -> control_pb2.MemberInfo:
+        rtt = self._node.rtt_s(member.id)
+        return control_pb2.MemberInfo(
+            id=member.id, address=member.address, state=wire.STATE_TO_WIRE[member.state],
+            incarnation=member.incarnation, rtt_ms=(rtt or 0.0) * 1000.0,
+            state_age_s=self._ages.age_s(member),
+        )  # fmt: skip
+
+    async def Status(self, request, context) -> control_pb2.StatusResponse:
+        members = self._node.members()
+        return control_pb2.StatusResponse(
+            id=self._node.id,
+            version=__version__,
+            uptime_s=self._clock.monotonic() - self._started,
+            store_backend=self._node.store_backend(),
+            member_count=len(members),
+            alive_count=sum(1 for x in members if x.state is MemberState.ALIVE),
+            address=self._node.address(),
+            incarnation=self._node.local().incarnation,
+            counters=self._counters.snapshot(),
+        )
+
+    async def Members(self, request, context) -> control_pb2.MembersResponse:
+        members = sorted(self._node.members(), key=lambda x: x.id)
+        return control_pb2.MembersResponse(members=[self._info(x) for x in members])
+
+    async def WatchMembership(self, request, context):
+        subscription = self._node.subscribe()
+        try:
+            if request.include_current:
+                for member in sorted(self._node.members(), key=lambda x: x.id):
+                    yield self._event(control_pb2.MembershipEvent.JOIN, member)
+            async for event in subscription:  # type: ignore[attr-defined]
+                kind = EVENT_TO_WIRE.get(event.kind)
+                if kind is not None:
+                    yield self._event(kind, event.member)
+        finally:
+            await subscription.aclose()  # type: ignore[attr-defined]
+
+    def _event(self, kind: int, member: Member) -> control_pb2.MembershipEvent:
+        return control_pb2.MembershipEvent(kind=kind, member=self._info(member), time_unix=self._clock.wall())
+
+
+def unimplemented_gradient_exchange():
+    """GradientExchange is defined; serving it comes with the training issue."""
+    from spirtd.api.spirt.v1 import gradients_pb2_grpc
+
+    class GradientExchange(gradients_pb2_grpc.GradientExchangeServicer):
+        async def FetchTensor(self, request, context):
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "gradient exchange is not served yet")
+            yield  # pragma: no cover
+
+        async def PushTensor(self, request_iterator, context):
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "gradient exchange is not served yet")
+
+    return GradientExchange()
