@@ -36,6 +36,7 @@ from spirtd.rpc.counters import Counters
 from spirtd.rpc.guard import Guard
 from spirtd.rpc.server import ChannelPool, RpcServer, message_options
 from spirtd.rpc.tls import channel_credentials, server_credentials
+from spirtd.security.ca import CRL_FILE
 from spirtd.security.certsdir import CertsDir
 from spirtd.security.identity import Identity, Role
 from spirtd.security.revocation import RevocationList
@@ -129,6 +130,8 @@ class Daemon:
         )
         self._group = await self._stack.enter_async_context(asyncio.TaskGroup())
         self._tasks.append(self._group.create_task(self._watch_events(), name="membership-events"))
+        if not cfg.insecure:
+            self._tasks.append(self._group.create_task(self._watch_crl_file(), name="crl-file"))
         seeds = [s for s in cfg.seeds if s != self.address]
         if seeds:
             self._tasks.append(self._group.create_task(self._join(seeds), name="join"))
@@ -214,6 +217,24 @@ class Daemon:
             except MembershipError as exc:
                 _log.warning("could not join yet (%s); trying again in %.1f s", exc, self.config.join_retry_s)
             await self.clock.sleep(self.config.join_retry_s)
+
+    async def _watch_crl_file(self) -> None:
+        """Adopts a newer crl.pem copied into the certs dir; gossip takes it on."""
+        path = Path(self.config.certs_dir) / CRL_FILE  # type: ignore[arg-type]
+        seen = None
+        while True:
+            await self.clock.sleep(self.config.crl_poll_s)
+            try:
+                stat = path.stat()
+                mark = (stat.st_mtime_ns, stat.st_size)
+                if mark == seen:
+                    continue
+                seen = mark
+                crl = RevocationList.from_pem(path.read_bytes())
+            except (OSError, SecurityError) as exc:
+                _log.warning("cannot read %s: %s", path, exc)
+                continue
+            self.revocations.receive(crl.der)
 
     async def _watch_events(self) -> None:
         subscription = self._driver.subscribe()  # type: ignore[union-attr]

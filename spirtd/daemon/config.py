@@ -36,7 +36,7 @@ DEFAULT_PORT = 7100
 ENV_PREFIX = "SPIRTD_"
 _TOP_KEYS = ("id", "listen", "advertise", "seeds", "data_dir", "certs_dir", "insecure",
              "log_level", "log_format", "max_message_bytes", "shutdown_grace_s", "leave_timeout_s",
-             "join_retry_s")  # fmt: skip
+             "join_retry_s", "crl_poll_s")  # fmt: skip
 _STORE_KEYS = {"persistence": "persistence", "threads": "module_threads",
                "max_tensor_bytes": "max_tensor_bytes"}  # fmt: skip
 
@@ -82,6 +82,8 @@ class DaemonConfig:
     shutdown_grace_s: how long calls in flight may finish at shutdown.
     leave_timeout_s: how long announcing a voluntary leave may take.
     join_retry_s: wait between rounds of trying the seeds.
+    crl_poll_s: how often the certs dir's crl.pem is checked for a newer
+        revocation list (copy one there, on any one peer, to revoke).
     """
 
     id: str
@@ -97,6 +99,7 @@ class DaemonConfig:
     shutdown_grace_s: float = 2.0
     leave_timeout_s: float = 2.0
     join_retry_s: float = 1.0
+    crl_poll_s: float = 2.0
     membership: MembershipConfig = field(default_factory=MembershipConfig.default)
     store: StoreServerConfig | None = None
 
@@ -115,7 +118,7 @@ class DaemonConfig:
             raise ConfigError("--certs-dir is needed (or --insecure, for local experiments only)")
         if self.max_message_bytes < 1024:
             raise ConfigError("max_message_bytes must be >= 1024")
-        for name in ("shutdown_grace_s", "leave_timeout_s", "join_retry_s"):
+        for name in ("shutdown_grace_s", "leave_timeout_s", "join_retry_s", "crl_poll_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0")
         if self.store is None:
@@ -192,7 +195,7 @@ def build(file_values: Mapping[str, Any], env_values: Mapping[str, Any], flag_va
     for key in ("max_message_bytes",):
         if key in merged:
             merged[key] = int(merged[key])
-    for key in ("shutdown_grace_s", "leave_timeout_s", "join_retry_s"):
+    for key in ("shutdown_grace_s", "leave_timeout_s", "join_retry_s", "crl_poll_s"):
         if key in merged:
             merged[key] = float(merged[key])
     membership_keys = {f.name: f.name for f in dataclasses.fields(MembershipConfig)}

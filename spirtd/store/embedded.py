@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import enum
 import logging
 import os
 import re
 import signal
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -49,6 +51,30 @@ LOG_TAIL_BYTES = 64 * 1024
 _WARNING_LINE = re.compile(r"^\d+:[A-Z] .*? # (.*)$")
 
 _logger = logging.getLogger(__name__)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec function asking Linux to SIGTERM the child when this process
+    dies. Everything it needs is looked up here, before the fork, so that the
+    child runs no imports or allocations of Python's between fork and exec."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+    term = int(signal.SIGTERM)
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, term, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return arm
 
 
 class StoreState(enum.Enum):
@@ -249,7 +275,9 @@ class EmbeddedStore:
     async def _spawn(self, prepared: PreparedServer) -> asyncio.subprocess.Process:
         # stdout/stderr go to redis.log too: redis reports errors in redis.conf
         # there before it opens its logfile. A session of its own keeps a
-        # terminal's Ctrl-C away from it: stopping it is aclose's job.
+        # terminal's Ctrl-C away from it: stopping it is aclose's job. If
+        # spirtd itself dies (SIGKILL), the kernel sends redis-server SIGTERM
+        # (it saves, then exits), so no orphan keeps the data dir.
         try:
             log_fd = os.open(prepared.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         except OSError as exc:
@@ -261,6 +289,7 @@ class EmbeddedStore:
                 stdout=log_fd,
                 stderr=log_fd,
                 start_new_session=True,
+                preexec_fn=_die_with_parent(),
             )
         except OSError as exc:
             raise StoreUnavailable(f"cannot run {prepared.argv[0]}: {exc}") from exc
