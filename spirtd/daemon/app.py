@@ -34,7 +34,7 @@ from spirtd.membership.formulas import retransmit_limit
 from spirtd.membership.state import MembershipState
 from spirtd.rpc.counters import Counters
 from spirtd.rpc.guard import Guard
-from spirtd.rpc.server import ChannelPool, RpcServer, message_options
+from spirtd.rpc.server import ChannelPool, RpcServer, peer_channel_options
 from spirtd.rpc.tls import channel_credentials, server_credentials
 from spirtd.security.ca import CRL_FILE
 from spirtd.security.certsdir import CertsDir
@@ -115,7 +115,7 @@ class Daemon:
         host, _ = parse_address(cfg.listen, what="--listen", allow_port_zero=True)
         self.address = cfg.advertise or format_address(host, server.port)
         self._channels = ChannelPool(
-            channel_credentials(own, ca_pem) if own else None, message_options(cfg.max_message_bytes)
+            channel_credentials(own, ca_pem) if own else None, peer_channel_options(cfg.max_message_bytes)
         )
         self._stack.push_async_callback(self._channels.aclose)
         self._state = MembershipState(

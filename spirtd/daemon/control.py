@@ -95,6 +95,7 @@ class ControlService(control_pb2_grpc.ControlServicer):
                 for member in sorted(self._node.members(), key=lambda x: x.id):
                     yield self._event(control_pb2.MembershipEvent.JOIN, member)
             async for event in subscription:  # type: ignore[attr-defined]
+                # UPDATE (an address or metadata change) has no wire kind yet.
                 kind = EVENT_TO_WIRE.get(event.kind)
                 if kind is not None:
                     yield self._event(kind, event.member)

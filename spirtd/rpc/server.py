@@ -18,9 +18,19 @@ _log = logging.getLogger("spirtd.rpc")
 HARD_LIMIT_MULT = 2
 
 
+# A peer that comes back must be reachable again at once: gRPC's default
+# reconnect backoff (1 s, growing to 120 s) would fail probes to it meanwhile.
+RECONNECT_BACKOFF_MS = {"initial": 100, "min": 100, "max": 1000}
+
+
 def message_options(max_message_bytes: int) -> list[tuple[str, int]]:
     hard = max_message_bytes * HARD_LIMIT_MULT
     return [("grpc.max_receive_message_length", hard), ("grpc.max_send_message_length", hard)]
+
+
+def peer_channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    backoff = [(f"grpc.{k}_reconnect_backoff_ms", v) for k, v in RECONNECT_BACKOFF_MS.items()]
+    return message_options(max_message_bytes) + backoff
 
 
 class RpcServer:
