@@ -174,6 +174,7 @@ class Daemon:
             local=lambda: self._state.local,
             rtt_s=lambda member_id: self._state.rtt(member_id) if self._state else None,
             subscribe=lambda: self._driver.subscribe(),
+            membership_counters=self._membership_counters,
         )
         control_pb2_grpc.add_ControlServicer_to_server(ControlService(view, self.counters, self._ages, self.clock), server)
 
@@ -199,6 +200,17 @@ class Daemon:
         _log.info("peer %s stopped", self.config.id)
 
     # ---- membership glue ----
+
+    def _membership_counters(self) -> dict[str, int]:
+        if self._driver is None:
+            return {}
+        stats = self._driver.stats()
+        out = {f"membership.{way}.{kind}": n
+               for way, counts in (("sent", stats.sent), ("received", stats.received), ("failed", stats.failed))
+               for kind, n in counts.items()}  # fmt: skip
+        out.update({"membership.refutations": stats.refutations, "membership.awareness": stats.awareness,
+                    "membership.events_dropped": stats.events_dropped})  # fmt: skip
+        return out
 
     def _resolve_id(self, address: str) -> str | None:
         if self._state is None:

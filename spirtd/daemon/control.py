@@ -52,6 +52,7 @@ class NodeView:
     local: Callable[[], Member]
     rtt_s: Callable[[str], float | None]
     subscribe: Callable[[], object]  # an async iterator of MemberEvent with aclose()
+    membership_counters: Callable[[], dict[str, int]]  # messages sent/received/failed by kind
 
 
 class ControlService(control_pb2_grpc.ControlServicer):
@@ -81,7 +82,7 @@ class ControlService(control_pb2_grpc.ControlServicer):
             alive_count=sum(1 for x in members if x.state is MemberState.ALIVE),
             address=self._node.address(),
             incarnation=self._node.local().incarnation,
-            counters=self._counters.snapshot(),
+            counters={**self._counters.snapshot(), **self._node.membership_counters()},
         )
 
     async def Members(self, request, context) -> control_pb2.MembersResponse:

@@ -162,3 +162,20 @@ def test_spirtctl_failed_call_exits_nonzero_with_the_reason(peers, certs, name, 
     assert result.returncode != 0
     assert words in result.stderr
     assert result.stdout == ""
+
+
+async def test_insecure_mode_warns_and_serves_plaintext(short_tmp):
+    from tests.daemon.peers import Peers
+
+    group = Peers(short_tmp / "insecure", None)
+    try:
+        peer = group.start("node1", extra=["--insecure"])
+        assert any(line.get("level") == "warning" and "--insecure" in line.get("msg", "")
+                   for line in peer.log_lines())  # fmt: skip
+        control = Control(peer.address, None)
+        try:
+            assert (await control.status()).id == "node1"
+        finally:
+            await control.aclose()
+    finally:
+        assert group.close() == []
