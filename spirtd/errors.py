@@ -2,6 +2,10 @@
 
     SpirtError
     ├── ConfigError            a setting or argument is invalid; nothing was started
+    │   └── DatasetError       a dataset is unknown, its files are missing or
+    │                          malformed, or its options are wrong
+    ├── DownloadError          a dataset's files could not be fetched, or what
+    │                          came did not match its published checksum
     ├── SecurityError          a certificate or revocation list is not trustworthy
     ├── AggregationError       an aggregation rule cannot run on these inputs
     │                          (unknown rule, bad option, too few inputs for f,
@@ -10,18 +14,37 @@
     │                          answered (unreachable, refused, broken link)
     ├── MembershipError        the membership layer refused a request (a probe
     │                          for another member, a closed driver, no seed answered)
-    └── StoreError             the tensor store refused or failed an operation
-        ├── TensorNotFound     the key holds no tensor
-        ├── WrongType          the key holds something that is not a tensor
-        ├── InvalidTensor      data, shape or dtype are wrong for the operation
-        ├── ConflictError      a key changed while the operation ran; nothing was written
-        ├── BackendUnsupported this backend cannot do the operation
-        └── StoreUnavailable   the store cannot be reached, or it died
+    ├── StoreError             the tensor store refused or failed an operation
+    │   ├── TensorNotFound     the key holds no tensor
+    │   ├── WrongType          the key holds something that is not a tensor
+    │   ├── InvalidTensor      data, shape or dtype are wrong for the operation
+    │   ├── ConflictError      a key changed while the operation ran; nothing was written
+    │   ├── BackendUnsupported this backend cannot do the operation
+    │   └── StoreUnavailable   the store cannot be reached, or it died
+    └── WorkerError            a worker process (spirtd.train.pool) could not serve
+        ├── WorkerStartFailed  a worker did not become ready: its handler failed
+        │                      to import, it died, or start_timeout_s passed
+        ├── ProtocolError      a worker or the pool sent a line that is not a
+        │                      valid message of the worker protocol
+        ├── InvocationFailed   every attempt of one invocation failed (the worker
+        │                      crashed, hung, went over its memory limit or broke
+        │                      the protocol, or the handler raised); carries each
+        │                      attempt's reason and the request's id
+        └── PoolClosed         the pool is not running, or closed while the
+                               invocation waited or ran
 
 Messages say what was wrong in words a person can act on. Code that catches
 errors catches these classes, never bare Exception, so that cancellation and
 programming errors pass through.
 """
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from spirtd.train.failures import AttemptFailure
 
 
 class SpirtError(Exception):
@@ -30,6 +53,17 @@ class SpirtError(Exception):
 
 class ConfigError(SpirtError):
     """A setting or argument is invalid; nothing was started or changed."""
+
+
+class DatasetError(ConfigError):
+    """A dataset cannot be loaded as asked: its name is unknown, its options
+    are wrong, or its files are missing or malformed. The message names the
+    file and what is wrong with it."""
+
+
+class DownloadError(SpirtError):
+    """A dataset's files could not be fetched, or what was fetched did not
+    match its published checksum; nothing was left in the target folder."""
 
 
 class SecurityError(SpirtError):
@@ -78,3 +112,37 @@ class BackendUnsupported(StoreError):
 
 class StoreUnavailable(StoreError):
     """The store cannot be reached, or it died."""
+
+
+class WorkerError(SpirtError):
+    """A worker process of spirtd.train.pool could not serve."""
+
+
+class WorkerStartFailed(WorkerError):
+    """A worker did not become ready: its handler failed to import, the
+    process died, or start_timeout_s passed first. The process was killed."""
+
+
+class ProtocolError(WorkerError):
+    """A line on a worker's pipe is not a valid message of the worker
+    protocol (spirtd.train.protocol)."""
+
+
+class InvocationFailed(WorkerError):
+    """Every attempt of one invocation failed (the pool retried it up to
+    max_attempts times). `request_id` is the request's id (None when it had
+    none); `attempts` holds one spirtd.train.failures.AttemptFailure per
+    attempt, in order (kind, worker pid, reason in words); the message, which
+    starts with `what` ("request 7"), lists them all."""
+
+    def __init__(self, request_id: Any, attempts: Sequence[AttemptFailure], what: str) -> None:
+        reasons = "; ".join(str(a) for a in attempts)
+        times = "once" if len(attempts) == 1 else f"{len(attempts)} times"
+        super().__init__(f"{what} failed {times}: {reasons}")
+        self.request_id = request_id
+        self.attempts = tuple(attempts)
+
+
+class PoolClosed(WorkerError):
+    """The worker pool is not running (not entered yet, or closed), or it
+    closed while the invocation waited or ran."""

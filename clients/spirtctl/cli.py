@@ -1,8 +1,13 @@
 """spirtctl --peer HOST:PORT --certs-dir DIR [--name NAME] COMMAND [--json]
 
-    status    the peer's id, version, uptime, store backend and member count
-    members   every member the peer knows: id, address, state, incarnation, rtt
-    watch     membership events as they happen (join, suspect, alive, dead, leave)
+    status                  the peer's id, version, uptime, store backend and member count
+    members [--watch]       every member it knows: id, address, state, incarnation, rtt
+                            (--watch: membership events as they happen)
+    submit SPEC [--wait]    submit a training job (TOML or JSON spec); prints its id
+    job status JOB          a job's state, round, accuracy, model digest
+    watch JOB               a job's progress (a bar; --json: one line per round)
+    model get JOB -o FILE   the job's model as a torch state dict (torch.save)
+    cancel JOB              stop a job
 
 It authenticates with the certificate NAME (default: client) from the certs
 dir: DIR/NAME.crt and DIR/NAME.key, signed by the cluster CA in DIR/ca.crt.
@@ -23,6 +28,7 @@ from google.protobuf.json_format import MessageToDict
 
 from spirtd.api.spirt.v1 import control_pb2, membership_pb2
 from spirtd.errors import ConfigError, SpirtError
+from spirtctl import jobs
 from spirtctl.connection import CallFailed, control_stub, explain, open_channel
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -62,32 +68,47 @@ def print_members(members: list[control_pb2.MemberInfo]) -> None:
         print(f"{d['id']:<20} {d['address']:<24} {d['state']:<8} {d['incarnation']:>5} {d['rtt_ms']:>8.2f}")
 
 
+async def membership(stub, args: argparse.Namespace) -> int:
+    if args.command == "status":
+        reply = await stub.Status(control_pb2.StatusRequest(), timeout=args.timeout)
+        print(json.dumps(status_dict(reply))) if args.json else print_status(reply)
+    elif not args.watch:
+        reply = await stub.Members(control_pb2.MembersRequest(), timeout=args.timeout)
+        if args.json:
+            print(json.dumps([member_dict(m) for m in reply.members]))
+        else:
+            print_members(list(reply.members))
+    else:
+        request = control_pb2.WatchMembershipRequest(include_current=True)
+        async for event in stub.WatchMembership(request):
+            kind = control_pb2.MembershipEvent.Kind.Name(event.kind).lower()
+            if args.json:
+                print(json.dumps({"kind": kind, "time_unix": event.time_unix, **member_dict(event.member)}), flush=True)
+            else:
+                print(f"{kind:<8} {event.member.id} {event.member.address}", flush=True)
+    return EXIT_OK
+
+
+COMMANDS = {
+    "status": membership,
+    "members": membership,
+    "submit": jobs.submit,
+    "job": jobs.status,
+    "watch": jobs.watch,
+    "model": jobs.model_get,
+    "cancel": jobs.cancel,
+}
+
+
 async def run(args: argparse.Namespace) -> int:
     channel = open_channel(args.peer, args.certs_dir, args.name, args.peer_id, args.insecure)
     stub = control_stub(channel)
     try:
-        if args.command == "status":
-            reply = await stub.Status(control_pb2.StatusRequest(), timeout=args.timeout)
-            print(json.dumps(status_dict(reply))) if args.json else print_status(reply)
-        elif args.command == "members":
-            reply = await stub.Members(control_pb2.MembersRequest(), timeout=args.timeout)
-            if args.json:
-                print(json.dumps([member_dict(m) for m in reply.members]))
-            else:
-                print_members(list(reply.members))
-        else:
-            request = control_pb2.WatchMembershipRequest(include_current=True)
-            async for event in stub.WatchMembership(request):
-                kind = control_pb2.MembershipEvent.Kind.Name(event.kind).lower()
-                if args.json:
-                    print(json.dumps({"kind": kind, "time_unix": event.time_unix, **member_dict(event.member)}), flush=True)
-                else:
-                    print(f"{kind:<8} {event.member.id} {event.member.address}", flush=True)
+        return await COMMANDS[args.command](stub, args)
     except grpc.aio.AioRpcError as exc:
         raise explain(exc, args.peer, args.name, args.timeout) from None
     finally:
         await channel.close()
-    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,10 +121,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds to wait for an answer")
     parser.add_argument("--insecure", action="store_true", help="plaintext, for a spirtd run with --insecure")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, text in (("status", "the peer's status"), ("members", "the members it knows"),
-                       ("watch", "membership events as they happen")):  # fmt: skip
-        sub = commands.add_parser(name, help=text)
-        sub.add_argument("--json", action="store_true", help="machine-readable output")
+    json_flag = {"action": "store_true", "help": "machine-readable output"}
+    commands.add_parser("status", help="the peer's status").add_argument("--json", **json_flag)
+    members = commands.add_parser("members", help="the members it knows")
+    members.add_argument("--json", **json_flag)
+    members.add_argument("--watch", action="store_true", help="membership events as they happen")
+    submit = commands.add_parser("submit", help="submit a training job")
+    submit.add_argument("spec_file", help="the job spec (TOML or JSON)")
+    submit.add_argument("--wait", action="store_true", help="block until the job ends")
+    submit.add_argument("--json", **json_flag)
+    job = commands.add_parser("job", help="a job's status")
+    job_actions = job.add_subparsers(dest="job_action", metavar="ACTION", required=True)
+    job_status = job_actions.add_parser("status", help="state, round, accuracy, model digest")
+    job_status.add_argument("job_id")
+    job_status.add_argument("--json", **json_flag)
+    watch = commands.add_parser("watch", help="a job's progress")
+    watch.add_argument("job_id")
+    watch.add_argument("--json", **json_flag)
+    model = commands.add_parser("model", help="a job's model")
+    model_actions = model.add_subparsers(dest="model_action", metavar="ACTION", required=True)
+    model_get = model_actions.add_parser("get", help="save it as a torch state dict")
+    model_get.add_argument("job_id")
+    model_get.add_argument("-o", "--output", required=True, help="FILE.pt")
+    cancel = commands.add_parser("cancel", help="stop a job")
+    cancel.add_argument("job_id")
     return parser
 
 
@@ -123,7 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"spirtctl: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (CallFailed, SpirtError) as exc:
+    except (CallFailed, SpirtError, jobs.JobEnded) as exc:
+        print(f"spirtctl: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except (OSError, ValueError) as exc:
         print(f"spirtctl: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
 

@@ -40,7 +40,9 @@ from spirtd.security.ca import CRL_FILE
 from spirtd.security.certsdir import CertsDir
 from spirtd.security.identity import Identity, Role
 from spirtd.security.revocation import RevocationList
-from spirtd.store.connect import detect_backend
+from spirtd.store.connect import connect
+from spirtd.train import compute
+from spirtd.train.manager import JobManager
 from spirtd.store.embedded import EmbeddedStore
 
 _log = logging.getLogger("spirtd")
@@ -75,6 +77,7 @@ class Daemon:
         self._channels: ChannelPool | None = None
         self._saved = node_state.NodeState()
         self._closing = False
+        self.jobs: JobManager | None = None
 
     # ---- lifecycle ----
 
@@ -95,11 +98,13 @@ class Daemon:
         own, ca_pem, self.guard = self._security()
         self.guard.on_revoked_caller = self._expel_revoked
         self.store = await self._stack.enter_async_context(EmbeddedStore(cfg.store, clock=self.clock))
-        client = self.store.client()
-        try:
-            self.store_backend = await detect_backend(client)
-        finally:
-            await client.aclose()
+        self.tensors = await connect(socket_path=self.store.socket_path, password=self.store.password)
+        self._stack.push_async_callback(self.tensors.aclose)
+        self.store_backend = self.tensors.backend
+        self.jobs = await self._stack.enter_async_context(JobManager(
+            Path(cfg.data_dir), self.tensors,
+            compute.training(self.store.socket_path, cfg.store.password_file, self.clock), self.clock,
+        ))  # fmt: skip
         rounds = retransmit_limit(cfg.membership.retransmit_mult, CRL_GOSSIP_CLUSTER_SIZE)
         self.revocations = RevocationSpreader(self.guard, rounds, self._on_revocations)
         self._ages = StateAges(self.clock)
@@ -176,7 +181,9 @@ class Daemon:
             subscribe=lambda: self._driver.subscribe(),
             membership_counters=self._membership_counters,
         )
-        control_pb2_grpc.add_ControlServicer_to_server(ControlService(view, self.counters, self._ages, self.clock), server)
+        control = ControlService(view, self.counters, self._ages, self.clock,
+                                 jobs=lambda: self.jobs, layout=compute.layout)  # fmt: skip
+        control_pb2_grpc.add_ControlServicer_to_server(control, server)
 
     async def aclose(self) -> None:
         """Leaves the cluster (bounded by leave_timeout_s), then stops serving

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import grpc
 
@@ -11,6 +11,7 @@ from spirtd import __version__
 from spirtd.api.spirt.v1 import control_pb2, control_pb2_grpc
 from spirtd.clock import Clock
 from spirtd.daemon import wire
+from spirtd.daemon.job_control import JobControl
 from spirtd.membership.events import EventKind, MemberEvent
 from spirtd.membership.messages import Member, MemberState
 from spirtd.rpc.counters import Counters
@@ -55,8 +56,18 @@ class NodeView:
     membership_counters: Callable[[], dict[str, int]]  # messages sent/received/failed by kind
 
 
-class ControlService(control_pb2_grpc.ControlServicer):
-    def __init__(self, node: NodeView, counters: Counters, ages: StateAges, clock: Clock) -> None:
+class ControlService(JobControl, control_pb2_grpc.ControlServicer):
+    def __init__(
+        self,
+        node: NodeView,
+        counters: Counters,
+        ages: StateAges,
+        clock: Clock,
+        jobs: Callable[[], Any] = lambda: None,
+        layout: Callable[[Any], list] = lambda spec: [],
+    ) -> None:
+        self._jobs = jobs
+        self._layout = layout
         self._node = node
         self._counters = counters
         self._ages = ages

@@ -60,6 +60,9 @@ class StoreServerConfig:
         object.__setattr__(self, "data_dir", Path(self.data_dir).absolute())
         if self.persistence not in ("rdb", "aof", "none"):
             raise ConfigError(f"persistence must be rdb, aof or none, not {self.persistence!r}")
+        numbers = self.rdb_save.split()
+        if not numbers or len(numbers) % 2 or not all(n.isdigit() and int(n) > 0 for n in numbers):
+            raise ConfigError(f"rdb_save must be pairs of positive integers 'seconds changes ...', not {self.rdb_save!r}")
         for name in ("start_timeout_s", "start_poll_s", "stop_timeout_s", "restart_backoff_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0")
@@ -134,6 +137,15 @@ def load_or_create_password(cfg: StoreServerConfig) -> str:
     return password
 
 
+def _save_lines(cfg: StoreServerConfig) -> list[str]:
+    """One `save SECONDS CHANGES` line per rule (the form every Redis >= 6.2
+    reads; a single quoted list is silently ignored by 6.2), or none."""
+    if cfg.persistence != "rdb":
+        return ['save ""']
+    numbers = cfg.rdb_save.split()
+    return [f"save {numbers[i]} {numbers[i + 1]}" for i in range(0, len(numbers), 2)]
+
+
 def render_config(cfg: StoreServerConfig, password: str, module: Path) -> str:
     module_args = []
     if cfg.module_threads is not None:
@@ -153,7 +165,7 @@ def render_config(cfg: StoreServerConfig, password: str, module: Path) -> str:
         " ".join(["loadmodule", _quote(str(module)), *module_args]),
         f"appendonly {'yes' if cfg.persistence == 'aof' else 'no'}",
         "appendfsync everysec",
-        f"save {_quote(cfg.rdb_save if cfg.persistence == 'rdb' else '')}",
+        *_save_lines(cfg),
     ]
     return "\n".join(lines) + "\n"
 

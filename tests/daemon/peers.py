@@ -38,6 +38,7 @@ class Peer:
     proc: subprocess.Popen
     address: str = ""
     argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
 
     def log_lines(self) -> list[dict]:
         lines = []
@@ -76,7 +77,7 @@ class Peers:
 
     def start(self, peer_id: str, *, seeds: Sequence[str] = (), extra: Sequence[str] = (),
               wait: bool = True, prefix: Sequence[str] = (), listen: str | None = None,
-              advertise: str | None = None) -> Peer:  # fmt: skip
+              advertise: str | None = None, env: dict[str, str] | None = None) -> Peer:  # fmt: skip
         data_dir = self.root / peer_id
         data_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.root / f"{peer_id}.log"
@@ -95,8 +96,8 @@ class Peers:
         argv += list(extra)
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)  # fmt: skip
-        peer = Peer(peer_id, data_dir, log_path, proc, argv=argv)
+                                    start_new_session=True, env={**os.environ, **(env or {})})  # fmt: skip
+        peer = Peer(peer_id, data_dir, log_path, proc, argv=argv, env=dict(env or {}))
         self.started.append(peer)
         if wait:
             self.wait_started(peer)
@@ -120,8 +121,8 @@ class Peers:
         argv[argv.index("--listen") + 1] = peer.address
         seen = len(peer.log_lines())
         with open(peer.log_path, "ab") as log:
-            peer.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+            peer.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True, env={**os.environ, **peer.env})  # fmt: skip
         self.wait_started(peer, skip_lines=seen)
         return peer
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from spirtd.api.spirt.v1 import membership_pb2 as spirt_dot_v1_dot_membership__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16spirt/v1/control.proto\x12\x08spirt.v1\x1a\x19spirt/v1/membership.proto\"\x0f\n\rStatusRequest\"\x92\x02\n\x0eStatusResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x10\n\x08uptime_s\x18\x03 \x01(\x01\x12\x15\n\rstore_backend\x18\x04 \x01(\t\x12\x14\n\x0cmember_count\x18\x05 \x01(\r\x12\x13\n\x0b\x61live_count\x18\x06 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x07 \x01(\t\x12\x13\n\x0bincarnation\x18\x08 \x01(\x04\x12\x38\n\x08\x63ounters\x18\t \x03(\x0b\x32&.spirt.v1.StatusResponse.CountersEntry\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x89\x01\n\nMemberInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.spirt.v1.MemberState\x12\x13\n\x0bincarnation\x18\x04 \x01(\x04\x12\x0e\n\x06rtt_ms\x18\x05 \x01(\x01\x12\x13\n\x0bstate_age_s\x18\x06 \x01(\x01\"\x10\n\x0eMembersRequest\"8\n\x0fMembersResponse\x12%\n\x07members\x18\x01 \x03(\x0b\x32\x14.spirt.v1.MemberInfo\"\xcd\x01\n\x0fMembershipEvent\x12,\n\x04kind\x18\x01 \x01(\x0e\x32\x1e.spirt.v1.MembershipEvent.Kind\x12$\n\x06member\x18\x02 \x01(\x0b\x32\x14.spirt.v1.MemberInfo\x12\x11\n\ttime_unix\x18\x03 \x01(\x01\"S\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x08\n\x04JOIN\x10\x01\x12\x0b\n\x07SUSPECT\x10\x02\x12\t\n\x05\x41LIVE\x10\x03\x12\x08\n\x04\x44\x45\x41\x44\x10\x04\x12\t\n\x05LEAVE\x10\x05\"1\n\x16WatchMembershipRequest\x12\x17\n\x0finclude_current\x18\x01 \x01(\x08\x32\xd8\x01\n\x07\x43ontrol\x12;\n\x06Status\x12\x17.spirt.v1.StatusRequest\x1a\x18.spirt.v1.StatusResponse\x12>\n\x07Members\x12\x18.spirt.v1.MembersRequest\x1a\x19.spirt.v1.MembersResponse\x12P\n\x0fWatchMembership\x12 .spirt.v1.WatchMembershipRequest\x1a\x19.spirt.v1.MembershipEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16spirt/v1/control.proto\x12\x08spirt.v1\x1a\x19spirt/v1/membership.proto\"\x0f\n\rStatusRequest\"\x92\x02\n\x0eStatusResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x10\n\x08uptime_s\x18\x03 \x01(\x01\x12\x15\n\rstore_backend\x18\x04 \x01(\t\x12\x14\n\x0cmember_count\x18\x05 \x01(\r\x12\x13\n\x0b\x61live_count\x18\x06 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x07 \x01(\t\x12\x13\n\x0bincarnation\x18\x08 \x01(\x04\x12\x38\n\x08\x63ounters\x18\t \x03(\x0b\x32&.spirt.v1.StatusResponse.CountersEntry\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x89\x01\n\nMemberInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.spirt.v1.MemberState\x12\x13\n\x0bincarnation\x18\x04 \x01(\x04\x12\x0e\n\x06rtt_ms\x18\x05 \x01(\x01\x12\x13\n\x0bstate_age_s\x18\x06 \x01(\x01\"\x10\n\x0eMembersRequest\"8\n\x0fMembersResponse\x12%\n\x07members\x18\x01 \x03(\x0b\x32\x14.spirt.v1.MemberInfo\"\xcd\x01\n\x0fMembershipEvent\x12,\n\x04kind\x18\x01 \x01(\x0e\x32\x1e.spirt.v1.MembershipEvent.Kind\x12$\n\x06member\x18\x02 \x01(\x0b\x32\x14.spirt.v1.MemberInfo\x12\x11\n\ttime_unix\x18\x03 \x01(\x01\"S\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x08\n\x04JOIN\x10\x01\x12\x0b\n\x07SUSPECT\x10\x02\x12\t\n\x05\x41LIVE\x10\x03\x12\x08\n\x04\x44\x45\x41\x44\x10\x04\x12\t\n\x05LEAVE\x10\x05\"1\n\x16WatchMembershipRequest\x12\x17\n\x0finclude_current\x18\x01 \x01(\x08\"0\n\x10SubmitJobRequest\x12\x0c\n\x04spec\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"#\n\x11SubmitJobResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\"\n\x10JobStatusRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xfb\x02\n\x11JobStatusResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.spirt.v1.JobState\x12\r\n\x05round\x18\x03 \x01(\x04\x12\x14\n\x0ctotal_rounds\x18\x04 \x01(\x04\x12\x0c\n\x04loss\x18\x05 \x01(\x01\x12\x15\n\x08\x61\x63\x63uracy\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\x08val_loss\x18\x07 \x01(\x01H\x01\x88\x01\x01\x12\x1a\n\rtest_accuracy\x18\x08 \x01(\x01H\x02\x88\x01\x01\x12\x0e\n\x06\x64igest\x18\t \x01(\t\x12\r\n\x05\x65rror\x18\n \x01(\t\x12\x11\n\telapsed_s\x18\x0b \x01(\x01\x12\r\n\x05model\x18\x0c \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\r \x01(\t\x12\x1b\n\x13minibatches_retried\x18\x0e \x01(\x04\x12\x1b\n\x13minibatches_dropped\x18\x0f \x01(\x04\x42\x0b\n\t_accuracyB\x0b\n\t_val_lossB\x10\n\x0e_test_accuracy\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xe4\x02\n\nRoundEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x04\x12\x14\n\x0ctotal_rounds\x18\x03 \x01(\x04\x12\x0c\n\x04loss\x18\x04 \x01(\x01\x12\x15\n\x08\x61\x63\x63uracy\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\x08val_loss\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x31\n\x07phase_s\x18\x07 \x03(\x0b\x32 .spirt.v1.RoundEvent.PhaseSEntry\x12\x13\n\x0bminibatches\x18\x08 \x01(\r\x12\x0f\n\x07retried\x18\t \x01(\r\x12\x0f\n\x07\x64ropped\x18\n \x01(\r\x12!\n\x05state\x18\x0b \x01(\x0e\x32\x12.spirt.v1.JobState\x12\x0f\n\x07message\x18\x0c \x01(\t\x1a-\n\x0bPhaseSEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x0b\n\t_accuracyB\x0b\n\t_val_loss\"!\n\x0fGetModelRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"f\n\nModelChunk\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0e\n\x06offset\x18\x04 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\x12\x0e\n\x06\x64igest\x18\x06 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"6\n\x11\x43\x61ncelJobResponse\x12!\n\x05state\x18\x01 \x01(\x0e\x32\x12.spirt.v1.JobState*{\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\n\n\x06QUEUED\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\r\n\tSUCCEEDED\x10\x03\x12\x11\n\rSTOPPED_EARLY\x10\x04\x12\n\n\x06\x46\x41ILED\x10\x05\x12\r\n\tCANCELLED\x10\x06\x32\xa8\x04\n\x07\x43ontrol\x12;\n\x06Status\x12\x17.spirt.v1.StatusRequest\x1a\x18.spirt.v1.StatusResponse\x12>\n\x07Members\x12\x18.spirt.v1.MembersRequest\x1a\x19.spirt.v1.MembersResponse\x12P\n\x0fWatchMembership\x12 .spirt.v1.WatchMembershipRequest\x1a\x19.spirt.v1.MembershipEvent0\x01\x12\x44\n\tSubmitJob\x12\x1a.spirt.v1.SubmitJobRequest\x1a\x1b.spirt.v1.SubmitJobResponse\x12\x44\n\tJobStatus\x12\x1a.spirt.v1.JobStatusRequest\x1a\x1b.spirt.v1.JobStatusResponse\x12=\n\x08WatchJob\x12\x19.spirt.v1.WatchJobRequest\x1a\x14.spirt.v1.RoundEvent0\x01\x12=\n\x08GetModel\x12\x19.spirt.v1.GetModelRequest\x1a\x14.spirt.v1.ModelChunk0\x01\x12\x44\n\tCancelJob\x12\x1a.spirt.v1.CancelJobRequest\x1a\x1b.spirt.v1.CancelJobResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,6 +34,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STATUSRESPONSE_COUNTERSENTRY']._loaded_options = None
   _globals['_STATUSRESPONSE_COUNTERSENTRY']._serialized_options = b'8\001'
+  _globals['_ROUNDEVENT_PHASESENTRY']._loaded_options = None
+  _globals['_ROUNDEVENT_PHASESENTRY']._serialized_options = b'8\001'
+  _globals['_JOBSTATE']._serialized_start=1962
+  _globals['_JOBSTATE']._serialized_end=2085
   _globals['_STATUSREQUEST']._serialized_start=63
   _globals['_STATUSREQUEST']._serialized_end=78
   _globals['_STATUSRESPONSE']._serialized_start=81
@@ -52,6 +56,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MEMBERSHIPEVENT_KIND']._serialized_end=779
   _globals['_WATCHMEMBERSHIPREQUEST']._serialized_start=781
   _globals['_WATCHMEMBERSHIPREQUEST']._serialized_end=830
-  _globals['_CONTROL']._serialized_start=833
-  _globals['_CONTROL']._serialized_end=1049
+  _globals['_SUBMITJOBREQUEST']._serialized_start=832
+  _globals['_SUBMITJOBREQUEST']._serialized_end=880
+  _globals['_SUBMITJOBRESPONSE']._serialized_start=882
+  _globals['_SUBMITJOBRESPONSE']._serialized_end=917
+  _globals['_JOBSTATUSREQUEST']._serialized_start=919
+  _globals['_JOBSTATUSREQUEST']._serialized_end=953
+  _globals['_JOBSTATUSRESPONSE']._serialized_start=956
+  _globals['_JOBSTATUSRESPONSE']._serialized_end=1335
+  _globals['_WATCHJOBREQUEST']._serialized_start=1337
+  _globals['_WATCHJOBREQUEST']._serialized_end=1370
+  _globals['_ROUNDEVENT']._serialized_start=1373
+  _globals['_ROUNDEVENT']._serialized_end=1729
+  _globals['_ROUNDEVENT_PHASESENTRY']._serialized_start=1658
+  _globals['_ROUNDEVENT_PHASESENTRY']._serialized_end=1703
+  _globals['_GETMODELREQUEST']._serialized_start=1731
+  _globals['_GETMODELREQUEST']._serialized_end=1764
+  _globals['_MODELCHUNK']._serialized_start=1766
+  _globals['_MODELCHUNK']._serialized_end=1868
+  _globals['_CANCELJOBREQUEST']._serialized_start=1870
+  _globals['_CANCELJOBREQUEST']._serialized_end=1904
+  _globals['_CANCELJOBRESPONSE']._serialized_start=1906
+  _globals['_CANCELJOBRESPONSE']._serialized_end=1960
+  _globals['_CONTROL']._serialized_start=2088
+  _globals['_CONTROL']._serialized_end=2640
 # @@protoc_insertion_point(module_scope)

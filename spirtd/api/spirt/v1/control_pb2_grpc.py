@@ -49,6 +49,31 @@ class ControlStub:
                 request_serializer=spirt_dot_v1_dot_control__pb2.WatchMembershipRequest.SerializeToString,
                 response_deserializer=spirt_dot_v1_dot_control__pb2.MembershipEvent.FromString,
                 _registered_method=True)
+        self.SubmitJob = channel.unary_unary(
+                '/spirt.v1.Control/SubmitJob',
+                request_serializer=spirt_dot_v1_dot_control__pb2.SubmitJobRequest.SerializeToString,
+                response_deserializer=spirt_dot_v1_dot_control__pb2.SubmitJobResponse.FromString,
+                _registered_method=True)
+        self.JobStatus = channel.unary_unary(
+                '/spirt.v1.Control/JobStatus',
+                request_serializer=spirt_dot_v1_dot_control__pb2.JobStatusRequest.SerializeToString,
+                response_deserializer=spirt_dot_v1_dot_control__pb2.JobStatusResponse.FromString,
+                _registered_method=True)
+        self.WatchJob = channel.unary_stream(
+                '/spirt.v1.Control/WatchJob',
+                request_serializer=spirt_dot_v1_dot_control__pb2.WatchJobRequest.SerializeToString,
+                response_deserializer=spirt_dot_v1_dot_control__pb2.RoundEvent.FromString,
+                _registered_method=True)
+        self.GetModel = channel.unary_stream(
+                '/spirt.v1.Control/GetModel',
+                request_serializer=spirt_dot_v1_dot_control__pb2.GetModelRequest.SerializeToString,
+                response_deserializer=spirt_dot_v1_dot_control__pb2.ModelChunk.FromString,
+                _registered_method=True)
+        self.CancelJob = channel.unary_unary(
+                '/spirt.v1.Control/CancelJob',
+                request_serializer=spirt_dot_v1_dot_control__pb2.CancelJobRequest.SerializeToString,
+                response_deserializer=spirt_dot_v1_dot_control__pb2.CancelJobResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -72,6 +97,36 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def JobStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetModel(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -89,6 +144,31 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.WatchMembership,
                     request_deserializer=spirt_dot_v1_dot_control__pb2.WatchMembershipRequest.FromString,
                     response_serializer=spirt_dot_v1_dot_control__pb2.MembershipEvent.SerializeToString,
+            ),
+            'SubmitJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitJob,
+                    request_deserializer=spirt_dot_v1_dot_control__pb2.SubmitJobRequest.FromString,
+                    response_serializer=spirt_dot_v1_dot_control__pb2.SubmitJobResponse.SerializeToString,
+            ),
+            'JobStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.JobStatus,
+                    request_deserializer=spirt_dot_v1_dot_control__pb2.JobStatusRequest.FromString,
+                    response_serializer=spirt_dot_v1_dot_control__pb2.JobStatusResponse.SerializeToString,
+            ),
+            'WatchJob': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchJob,
+                    request_deserializer=spirt_dot_v1_dot_control__pb2.WatchJobRequest.FromString,
+                    response_serializer=spirt_dot_v1_dot_control__pb2.RoundEvent.SerializeToString,
+            ),
+            'GetModel': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetModel,
+                    request_deserializer=spirt_dot_v1_dot_control__pb2.GetModelRequest.FromString,
+                    response_serializer=spirt_dot_v1_dot_control__pb2.ModelChunk.SerializeToString,
+            ),
+            'CancelJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJob,
+                    request_deserializer=spirt_dot_v1_dot_control__pb2.CancelJobRequest.FromString,
+                    response_serializer=spirt_dot_v1_dot_control__pb2.CancelJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -172,6 +252,141 @@ class Control:
             '/spirt.v1.Control/WatchMembership',
             spirt_dot_v1_dot_control__pb2.WatchMembershipRequest.SerializeToString,
             spirt_dot_v1_dot_control__pb2.MembershipEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spirt.v1.Control/SubmitJob',
+            spirt_dot_v1_dot_control__pb2.SubmitJobRequest.SerializeToString,
+            spirt_dot_v1_dot_control__pb2.SubmitJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def JobStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spirt.v1.Control/JobStatus',
+            spirt_dot_v1_dot_control__pb2.JobStatusRequest.SerializeToString,
+            spirt_dot_v1_dot_control__pb2.JobStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/spirt.v1.Control/WatchJob',
+            spirt_dot_v1_dot_control__pb2.WatchJobRequest.SerializeToString,
+            spirt_dot_v1_dot_control__pb2.RoundEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/spirt.v1.Control/GetModel',
+            spirt_dot_v1_dot_control__pb2.GetModelRequest.SerializeToString,
+            spirt_dot_v1_dot_control__pb2.ModelChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spirt.v1.Control/CancelJob',
+            spirt_dot_v1_dot_control__pb2.CancelJobRequest.SerializeToString,
+            spirt_dot_v1_dot_control__pb2.CancelJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

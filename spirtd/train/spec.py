@@ -1,0 +1,257 @@
+"""A training job's spec: a TOML or JSON document, checked strictly (unknown
+keys are errors) into frozen dataclasses.
+
+    model = "mlp"                 # or [model] with name = "mlp" and its options
+    dataset = "digits"            # or [dataset] with name, path, options
+    batch_size = 32
+    minibatches_per_round = 8     # one worker invocation each, per round
+    rounds = 60                   # or: epochs = 3
+    seed = 1
+    eval_every = 5                # evaluate on the validation split every k rounds
+    patience = 3                  # stop after this many evaluations without improvement (0: never)
+    min_delta = 0.0
+
+    [optimizer]                   # runs inside the store
+    name = "sgd"                  # sgd | adam | adamw
+    lr = 0.1
+    momentum = 0.9
+
+    [aggregation]                 # how the round's minibatch gradients combine, in the store
+    rule = "mean"                 # mean (weighted by samples) | median | trimmed_mean | krum | multikrum
+    # f = 1, m = 2, b = 1         # the rule's options
+
+    [limits]
+    invocation_timeout_s = 120
+    invocation_memory_mb = 2048
+    max_attempts = 3
+    round_timeout_s = 1800
+
+    [workers]
+    mode = "warm"                 # warm pool, or "cold": a fresh process per minibatch
+    concurrency = 2
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Mapping
+
+from spirtd.aggregation import validate_call
+from spirtd.errors import AggregationError, ConfigError
+from spirtd.optim import AdamConfig, SgdConfig
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+WORKER_MODES = ("warm", "cold")
+
+
+def _unknown(values: Mapping[str, Any], known: set[str], where: str) -> None:
+    extra = sorted(set(values) - known)
+    if extra:
+        raise ConfigError(f"unknown key {extra[0]!r} in {where}; known keys: {', '.join(sorted(known))}")
+
+
+def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _number(value: Any, name: str, minimum: float = 0.0, strict: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    if value < minimum or (strict and value == minimum):
+        raise ConfigError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class NamedSpec:
+    """A model or dataset: its registry name and options (for a dataset,
+    `path` is one of them)."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, value: Any, what: str) -> "NamedSpec":
+        if isinstance(value, str):
+            return cls(value, {})
+        if isinstance(value, Mapping) and isinstance(value.get("name"), str):
+            return cls(value["name"], {k: v for k, v in value.items() if k != "name"})
+        raise ConfigError(f"{what} must be a name or a table with a name, got {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.options}
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    name: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.0
+    dampening: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+
+    def config(self) -> SgdConfig | AdamConfig:
+        """The store-side optimizer step's settings (checked there too)."""
+        if self.name == "sgd":
+            return SgdConfig(lr=self.lr, momentum=self.momentum, dampening=self.dampening,
+                             nesterov=self.nesterov, weight_decay=self.weight_decay)  # fmt: skip
+        return AdamConfig(lr=self.lr, betas=tuple(self.betas), eps=self.eps,  # type: ignore[arg-type]
+                          weight_decay=self.weight_decay, decoupled=self.name == "adamw")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AggregationSpec:
+    rule: str = "mean"
+    f: int | None = None
+    m: int | None = None
+    b: int | None = None
+
+    def options(self) -> dict[str, int]:
+        return {k: v for k, v in (("f", self.f), ("m", self.m), ("b", self.b)) if v is not None}
+
+
+@dataclass(frozen=True)
+class LimitsSpec:
+    """invocation_timeout_s / invocation_memory_mb: one worker invocation's
+    limits; max_attempts: tries of one minibatch before it is dropped;
+    round_timeout_s: the most a whole round may take before the job fails."""
+
+    invocation_timeout_s: float = 120.0
+    invocation_memory_mb: int = 2048
+    max_attempts: int = 3
+    round_timeout_s: float = 1800.0
+
+
+@dataclass(frozen=True)
+class WorkersSpec:
+    mode: str = "warm"
+    concurrency: int = 2
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    model: NamedSpec
+    dataset: NamedSpec
+    batch_size: int
+    minibatches_per_round: int
+    rounds: int | None = None
+    epochs: float | None = None
+    seed: int = 0
+    eval_every: int = 5
+    patience: int = 0
+    min_delta: float = 0.0
+    optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
+    aggregation: AggregationSpec = field(default_factory=AggregationSpec)
+    limits: LimitsSpec = field(default_factory=LimitsSpec)
+    workers: WorkersSpec = field(default_factory=WorkersSpec)
+    name: str = ""
+
+    def total_rounds(self, batches_per_epoch: int) -> int:
+        if self.rounds is not None:
+            return self.rounds
+        return max(1, math.ceil((self.epochs or 0.0) * batches_per_epoch / self.minibatches_per_round))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as plain data that from_dict reads back (settings left
+        unset, like rounds when epochs is given, are left out)."""
+        out = asdict(self)
+        out["model"] = self.model.to_dict()
+        out["dataset"] = self.dataset.to_dict()
+        out["optimizer"]["betas"] = list(self.optimizer.betas)
+        out["aggregation"] = {k: v for k, v in out["aggregation"].items() if v is not None}
+        return {k: v for k, v in out.items() if v is not None}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+_TABLES = {"optimizer": OptimizerSpec, "aggregation": AggregationSpec, "limits": LimitsSpec, "workers": WorkersSpec}
+_TOP = {f.name for f in fields(JobSpec)}
+
+
+def _table(cls: type, values: Any, where: str) -> Any:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"[{where}] must be a table, got {values!r}")
+    _unknown(values, {f.name for f in fields(cls)}, f"[{where}]")
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"[{where}]: {exc}") from exc
+
+
+def _check_tables(spec: JobSpec) -> None:
+    opt = spec.optimizer
+    if opt.name not in OPTIMIZERS:
+        raise ConfigError(f"optimizer name must be one of {', '.join(OPTIMIZERS)}, not {opt.name!r}")
+    if not isinstance(opt.betas, (list, tuple)) or len(opt.betas) != 2:
+        raise ConfigError(f"optimizer betas must be two numbers, got {opt.betas!r}")
+    opt.config()  # the same checks the store step makes (ConfigError)
+    for name in ("invocation_timeout_s", "round_timeout_s"):
+        _number(getattr(spec.limits, name), f"limits {name}", strict=True)
+    _positive_int(spec.limits.invocation_memory_mb, "limits invocation_memory_mb")
+    _positive_int(spec.limits.max_attempts, "limits max_attempts")
+    if spec.workers.mode not in WORKER_MODES:
+        raise ConfigError(f"workers mode must be warm or cold, not {spec.workers.mode!r}")
+    _positive_int(spec.workers.concurrency, "workers concurrency")
+    try:
+        validate_call(spec.aggregation.rule, spec.minibatches_per_round, spec.aggregation.options())
+    except AggregationError as exc:
+        raise ConfigError(f"[aggregation] with {spec.minibatches_per_round} minibatches per round: {exc}") from exc
+
+
+def from_dict(values: Mapping[str, Any]) -> JobSpec:
+    if not isinstance(values, Mapping):
+        raise ConfigError("a job spec must be a table of settings")
+    _unknown(values, _TOP, "the job spec")
+    for key in ("model", "dataset", "batch_size", "minibatches_per_round"):
+        if key not in values:
+            raise ConfigError(f"the job spec needs {key!r}")
+    if ("rounds" in values) == ("epochs" in values):
+        raise ConfigError("the job spec needs exactly one of 'rounds' and 'epochs'")
+    kwargs: dict[str, Any] = dict(values)
+    kwargs["model"] = NamedSpec.parse(values["model"], "model")
+    kwargs["dataset"] = NamedSpec.parse(values["dataset"], "dataset")
+    for key, cls in _TABLES.items():
+        if key in values:
+            kwargs[key] = _table(cls, values[key], key)
+    if "optimizer" in values and isinstance(values["optimizer"].get("betas"), list):
+        kwargs["optimizer"] = OptimizerSpec(**{**values["optimizer"], "betas": tuple(values["optimizer"]["betas"])})
+    spec = JobSpec(**kwargs)
+    _positive_int(spec.batch_size, "batch_size")
+    _positive_int(spec.minibatches_per_round, "minibatches_per_round")
+    if spec.rounds is not None:
+        _positive_int(spec.rounds, "rounds")
+    if spec.epochs is not None:
+        _number(spec.epochs, "epochs", strict=True)
+    if isinstance(spec.seed, bool) or not isinstance(spec.seed, int) or spec.seed < 0:
+        raise ConfigError(f"seed must be an integer >= 0, got {spec.seed!r}")
+    _positive_int(spec.eval_every, "eval_every")
+    _positive_int(spec.patience, "patience", minimum=0)
+    _number(spec.min_delta, "min_delta")
+    if not isinstance(spec.name, str):
+        raise ConfigError("name must be text")
+    _check_tables(spec)
+    return spec
+
+
+def parse(text: str, fmt: str = "") -> JobSpec:
+    """A job spec from TOML or JSON text (fmt "toml", "json", or "" to guess)."""
+    fmt = fmt or ("json" if text.lstrip().startswith("{") else "toml")
+    try:
+        if fmt == "json":
+            values = json.loads(text)
+        elif fmt == "toml":
+            values = tomllib.loads(text)
+        else:
+            raise ConfigError(f"spec format must be toml or json, not {fmt!r}")
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"the job spec is not valid {fmt.upper()}: {exc}") from exc
+    return from_dict(values)

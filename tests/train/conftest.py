@@ -1,0 +1,3 @@
+"""The daemon's fixtures (certificates, running peers) for the training tests."""
+
+from tests.daemon.conftest import certs, peers  # noqa: F401

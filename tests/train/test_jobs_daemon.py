@@ -1,0 +1,216 @@
+"""Training jobs on one peer, end to end: a real `spirtd run`, real worker
+processes, the real store, submitted and inspected with spirtctl."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import grpc
+import numpy as np
+import pytest
+import torch
+
+from spirtd.api.spirt.v1 import control_pb2
+from spirtd.train.datasets import DatasetSpec, load_dataset
+from spirtd.train.models import ModelSpec, build_model
+from spirtd.train.spec import parse
+from tests.daemon.peers import SPIRTCTL, Control, eventually
+
+JOB_S = 240.0
+DIGITS = """
+model = "mlp"
+dataset = "digits"
+batch_size = 32
+minibatches_per_round = 4
+epochs = {epochs}
+seed = 7
+eval_every = 10
+[optimizer]
+name = "sgd"
+lr = 0.1
+momentum = 0.9
+[limits]
+invocation_timeout_s = {timeout}
+invocation_memory_mb = 1024
+max_attempts = 3
+[workers]
+mode = "{mode}"
+concurrency = 2
+"""
+
+
+def spec_file(tmp_path, name="digits.toml", epochs=8, timeout=30, mode="warm", text=None):
+    path = tmp_path / name
+    path.write_text(text if text is not None else DIGITS.format(epochs=epochs, timeout=timeout, mode=mode))
+    return path
+
+
+def spirtctl(certs, peer, *args, timeout=JOB_S):
+    return subprocess.run([SPIRTCTL, "--peer", peer.address, "--certs-dir", str(certs), "--timeout", "30", *args],
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+def submit(certs, peer, path, *extra):
+    result = spirtctl(certs, peer, "submit", str(path), *extra)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def job_status(certs, peer, job_id) -> dict:
+    result = spirtctl(certs, peer, "job", "status", job_id, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_mlp_on_digits_reaches_90_percent_through_the_daemon(peers, certs, tmp_path):
+    peer = peers.start("node1")
+    result = submit(certs, peer, spec_file(tmp_path), "--wait", "--json")
+    final = json.loads(result.stdout)
+    assert final["state"] == "succeeded" and final["round"] == final["total_rounds"] == 82
+    assert final["test_accuracy"] >= 0.90
+    assert len(final["digest"]) == 64
+    assert job_status(certs, peer, final["job_id"]) == {**final, "elapsed_s": job_status(certs, peer, final["job_id"])["elapsed_s"]}
+
+    # the model comes out as a torch state dict that reproduces the accuracy
+    out = tmp_path / "model.pt"
+    got = spirtctl(certs, peer, "model", "get", final["job_id"], "-o", str(out))
+    assert got.returncode == 0, got.stderr
+    state = torch.load(out)
+    spec = parse(spec_file(tmp_path).read_text())
+    data = load_dataset(DatasetSpec.from_dict(spec.dataset.to_dict()), spec.seed)
+    model = build_model(ModelSpec.from_dict(spec.model.to_dict()), data.input_shape, data.num_classes, spec.seed)
+    model.load_state_dict(state)
+    with torch.no_grad():
+        predicted = model(torch.from_numpy(np.array(data.test_x))).argmax(dim=1).numpy()
+    assert abs((predicted == data.test_y).mean() - final["test_accuracy"]) < 1e-9
+
+
+def test_same_spec_and_seed_give_the_same_model_warm_or_cold(peers, certs, tmp_path):
+    peer = peers.start("node1")
+    digests = []
+    for mode in ("warm", "cold"):
+        result = submit(certs, peer, spec_file(tmp_path, name=f"{mode}.toml", epochs=1, mode=mode), "--wait", "--json")
+        digests.append(json.loads(result.stdout)["digest"])
+    assert digests[0] == digests[1]
+
+
+@pytest.mark.parametrize(
+    "chaos, retried",
+    [
+        ("crash@round 1:minibatch 2", 1),
+        ("hang@round 1:minibatch 1", 1),
+        ("memory@round 2:minibatch 0", 1),
+        ("crash@round 1:minibatch 0,hang@round 2:minibatch 3,memory@round 3:minibatch 1", 3),
+    ],
+    ids=["killed", "hung", "over-memory", "all-three"],
+)
+def test_failed_workers_are_retried_and_the_job_completes(peers, certs, tmp_path, chaos, retried):
+    chaos_dir = tmp_path / "chaos"
+    chaos_dir.mkdir()
+    peer = peers.start("node1", env={"SPIRTD_CHAOS": chaos, "SPIRTD_CHAOS_DIR": str(chaos_dir)})
+    result = submit(certs, peer, spec_file(tmp_path, epochs=0.5, timeout=3), "--wait", "--json")
+    final = json.loads(result.stdout)
+    assert final["state"] == "succeeded"
+    assert final["minibatches_retried"] == retried and final["minibatches_dropped"] == 0
+    reasons = [line["msg"] for line in peer.log_lines() if "retrying" in line.get("msg", "")]
+    assert len(reasons) == retried, reasons
+
+
+def test_a_minibatch_that_keeps_failing_is_reported_and_dropped(peers, certs, tmp_path):
+    peer = peers.start("node1", env={"SPIRTD_CHAOS": "crash@round 1:minibatch 2",
+                                     "SPIRTD_CHAOS_DIR": "/nonexistent/every-attempt-fails"})  # fmt: skip
+    result = submit(certs, peer, spec_file(tmp_path, epochs=0.5, timeout=3), "--wait", "--json")
+    final = json.loads(result.stdout)
+    assert final["state"] == "succeeded" and final["minibatches_dropped"] == 1
+    assert any("dropped a minibatch" in line.get("msg", "") and "minibatch 2" in line.get("msg", "")
+               for line in peer.log_lines())  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (('model = "mlp"', 'model = "transformer"'), "unknown model 'transformer'"),
+        (("batch_size = 32", "batch_size = -4"), "batch_size must be an integer >= 1"),
+        (('dataset = "digits"', 'dataset = { name = "mnist", path = "/nonexistent/mnist" }'), "/nonexistent/mnist"),
+        (("seed = 7", "seed = 7\ncolour = 'blue'"), "unknown key 'colour'"),
+        (("epochs = 8", ""), "exactly one of 'rounds' and 'epochs'"),
+    ],
+    ids=["unknown-model", "negative-batch", "missing-dataset", "unknown-key", "no-length"],
+)
+def test_bad_specs_are_refused_and_leave_nothing(peers, certs, tmp_path, change, words):
+    peer = peers.start("node1")
+    text = DIGITS.format(epochs=8, timeout=30, mode="warm").replace(*change)
+    result = spirtctl(certs, peer, "submit", str(spec_file(tmp_path, text=text)))
+    assert result.returncode == 1
+    assert words in result.stderr
+    assert not list((peer.data_dir / "jobs").glob("*.json")) if (peer.data_dir / "jobs").exists() else True
+
+
+def test_malformed_dataset_file_is_refused(peers, certs, tmp_path):
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):  # fmt: skip
+        (folder / name).write_bytes(b"not an idx file at all")
+    peer = peers.start("node1")
+    text = DIGITS.format(epochs=8, timeout=30, mode="warm").replace(
+        'dataset = "digits"', f'dataset = {{ name = "mnist", path = "{folder}" }}')
+    result = spirtctl(certs, peer, "submit", str(spec_file(tmp_path, text=text)))
+    assert result.returncode == 1 and "train-images-idx3-ubyte" in result.stderr
+
+
+async def test_a_restarted_daemon_resumes_the_job_where_it_was(peers, certs, tmp_path):
+    reference = peers.start("node2")
+    ref = json.loads(submit(certs, reference, spec_file(tmp_path, epochs=3), "--wait", "--json").stdout)
+
+    peer = peers.start("node1")
+    job_id = submit(certs, peer, spec_file(tmp_path, epochs=3)).stdout.strip()
+    control = Control(peer.address, certs)
+
+    async def halfway():
+        status = await control.stub.JobStatus(control_pb2.JobStatusRequest(job_id=job_id))
+        return status.round >= 10 and status.round
+
+    stopped_at = await eventually(halfway, JOB_S, "the job to get 10 rounds in")
+    await control.aclose()
+    peer.signal(signal.SIGKILL)
+    peer.wait()
+    peers.restart(peer)
+    final = None
+    deadline = time.monotonic() + JOB_S
+    while time.monotonic() < deadline:
+        final = job_status(certs, peer, job_id)
+        if final["state"] not in ("queued", "running"):
+            break
+        time.sleep(0.5)
+    assert final["state"] == "succeeded"
+    resumed = [line for line in peer.log_lines() if "resumes at round" in line.get("msg", "")]
+    assert resumed and resumed[-1]["round"] >= stopped_at - 1
+    assert final["digest"] == ref["digest"]  # deterministic: as if it had never stopped
+
+
+async def test_watch_and_cancel(peers, certs, tmp_path):
+    peer = peers.start("node1")
+    job_id = submit(certs, peer, spec_file(tmp_path, epochs=50)).stdout.strip()
+    control = Control(peer.address, certs)
+    events = []
+    try:
+        async for event in control.stub.WatchJob(control_pb2.WatchJobRequest(job_id=job_id)):
+            events.append(event)
+            if event.round >= 3 and len(events) == 3:
+                reply = await control.stub.CancelJob(control_pb2.CancelJobRequest(job_id=job_id))
+                assert reply.state == control_pb2.CANCELLED
+        status = await control.stub.JobStatus(control_pb2.JobStatusRequest(job_id=job_id))
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await control.stub.JobStatus(control_pb2.JobStatusRequest(job_id="j-nope"))
+    finally:
+        await control.aclose()
+    assert events[-1].state == control_pb2.CANCELLED
+    assert [e.round for e in events[:3]] == [1, 2, 3] and set(events[0].phase_s) >= {"compute", "aggregate", "update"}
+    assert status.state == control_pb2.CANCELLED
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    watched = spirtctl(certs, peer, "watch", job_id, "--json")
+    assert watched.returncode == 0 and json.loads(watched.stdout.splitlines()[-1])["state"] == "cancelled"
