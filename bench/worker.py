@@ -20,8 +20,12 @@ times: these machines are shared and noisy.
 
     python bench/worker.py [--quick] [--warm N] [--cold N] [--cold-torch N]
 
-Each scenario is one function returning a Measurement, so that further
-ones (minibatches/s of real training against plain torch) slot in.
+Training throughput (--training, on by default): minibatches per second of
+real rounds on one peer (the real gradient handler in 1, 2 and 4 warm
+workers, in-store mean and SGD step) beside plain single-process torch
+training of the same model and batch size, in the same run.
+
+Each scenario is one function returning its rows.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ from typing import Any
 from spirtd.clock import SystemClock
 from spirtd.train.pool import InvocationResult, WorkerPool
 from spirtd.train.pool_config import PoolConfig, PoolMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from worker_training import measure_training, training_table  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ENV = {"PYTHONPATH": str(HERE)}  # the workers import worker_handlers*
@@ -132,6 +139,7 @@ async def run(counts: dict[str, int]) -> tuple[list[dict[str, Any]], dict[str, A
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer invocations")
+    parser.add_argument("--no-training", action="store_true", help="skip the training throughput")
     for name in ("warm", "cold", "cold-torch"):
         parser.add_argument(f"--{name}", type=int, default=None, help=f"invocations in the {name} scenario")
     args = parser.parse_args()
@@ -140,15 +148,20 @@ def main() -> int:
         if value is not None:
             counts[name] = value
     rows, throughput = asyncio.run(run(counts))
+    training = [] if args.no_training else asyncio.run(measure_training(quick=args.quick))
     by_name = {r["name"]: r for r in rows}
     print(table(rows))
     print(f"warm throughput, {throughput['concurrency']} at once: {throughput['invocations_per_s']:.0f} invocations/s")
+    if training:
+        print()
+        print(training_table(training))
     print(
         json.dumps(
             {
                 "bench": "worker",
                 "rows": rows,
                 "throughput": throughput,
+                "training": training,
                 "cold_over_warm": by_name["cold"]["total_median_ms"] / by_name["warm"]["total_median_ms"],
                 "torch_import_ms": by_name["cold+torch"]["start_median_ms"] - by_name["cold"]["start_median_ms"],
             }

@@ -214,3 +214,14 @@ async def test_watch_and_cancel(peers, certs, tmp_path):
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
     watched = spirtctl(certs, peer, "watch", job_id, "--json")
     assert watched.returncode == 0 and json.loads(watched.stdout.splitlines()[-1])["state"] == "cancelled"
+
+
+def test_patience_stops_the_job_early(peers, certs, tmp_path):
+    peer = peers.start("node1")
+    text = (DIGITS.format(epochs=8, timeout=30, mode="warm")
+            .replace("epochs = 8", "rounds = 40")
+            .replace("eval_every = 10", "eval_every = 2\npatience = 2\nmin_delta = 100.0"))  # fmt: skip
+    final = json.loads(submit(certs, peer, spec_file(tmp_path, text=text), "--wait", "--json").stdout)
+    # evaluations after rounds 2 (first: an improvement on nothing), 4 and 6 (no gain of 100): stop
+    assert final["state"] == "stopped_early" and final["round"] == 6
+    assert final["test_accuracy"] is not None

@@ -1,0 +1,141 @@
+"""Job specs (strict parsing) and the pure job state: phases, schedule, patience."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from spirtd.errors import ConfigError
+from spirtd.optim import AdamConfig, SgdConfig
+from spirtd.train.jobstate import (
+    JobPhase,
+    JobTransitionError,
+    Patience,
+    advance,
+    evaluation_due,
+    minibatches_of_round,
+)
+from spirtd.train.spec import from_dict, parse
+
+BASE = {"model": "mlp", "dataset": "digits", "batch_size": 32, "minibatches_per_round": 4, "rounds": 10}
+
+
+def test_spec_from_toml_with_tables():
+    spec = parse("""
+model = { name = "mlp", hidden = [64] }
+dataset = { name = "mnist", path = "/data/mnist", val_fraction = 0.2 }
+batch_size = 64
+minibatches_per_round = 8
+epochs = 2.5
+seed = 3
+[optimizer]
+name = "adamw"
+lr = 0.001
+weight_decay = 0.01
+[aggregation]
+rule = "trimmed_mean"
+b = 1
+[workers]
+mode = "cold"
+concurrency = 4
+""")
+    assert spec.model.options == {"hidden": [64]} and spec.dataset.options["path"] == "/data/mnist"
+    assert spec.total_rounds(batches_per_epoch=100) == math.ceil(2.5 * 100 / 8)
+    cfg = spec.optimizer.config()
+    assert isinstance(cfg, AdamConfig) and cfg.decoupled and cfg.weight_decay == 0.01
+    assert spec.aggregation.options() == {"b": 1} and spec.workers.mode == "cold"
+
+
+def test_spec_from_json_round_trips():
+    spec = parse('{"model": "lenet", "dataset": "digits", "batch_size": 8, "minibatches_per_round": 2, '
+                 '"rounds": 3, "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.9, "nesterov": true}}')
+    assert isinstance(spec.optimizer.config(), SgdConfig)
+    assert from_dict(spec.to_dict()) == spec
+    assert parse(spec.to_json()) == spec
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"colour": "blue"}, "unknown key 'colour' in the job spec"),
+        ({"optimizer": {"name": "sgd", "lr": 0.1, "mommentum": 0.9}}, "unknown key 'mommentum' in [optimizer]"),
+        ({"optimizer": {"name": "rmsprop"}}, "optimizer name must be one of sgd, adam, adamw"),
+        ({"optimizer": {"name": "sgd", "lr": -1}}, "lr"),
+        ({"optimizer": {"name": "sgd", "lr": 0.1, "nesterov": True}}, "nesterov"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+        ({"batch_size": 2.5}, "batch_size must be an integer >= 1"),
+        ({"minibatches_per_round": -1}, "minibatches_per_round"),
+        ({"epochs": 2}, "exactly one of 'rounds' and 'epochs'"),
+        ({"seed": -1}, "seed must be an integer >= 0"),
+        ({"patience": -2}, "patience"),
+        ({"aggregation": {"rule": "krum", "f": 1}}, "krum tolerates f faulty inputs only with n >= 2f+3"),
+        ({"aggregation": {"rule": "bogus"}}, "unknown aggregation rule 'bogus'"),
+        ({"workers": {"mode": "lukewarm"}}, "workers mode must be warm or cold"),
+        ({"workers": {"concurrency": 0}}, "workers concurrency"),
+        ({"limits": {"invocation_timeout_s": 0}}, "invocation_timeout_s"),
+        ({"limits": {"max_attempts": 0}}, "max_attempts"),
+        ({"model": {"hidden": [3]}}, "model must be a name or a table with a name"),
+    ],
+)
+def test_spec_refuses_bad_settings(change, words):
+    with pytest.raises(ConfigError) as info:
+        from_dict({**BASE, **change})
+    assert words in str(info.value)
+
+
+@pytest.mark.parametrize("missing", ["model", "dataset", "batch_size", "minibatches_per_round"])
+def test_spec_names_what_is_missing(missing):
+    with pytest.raises(ConfigError, match=f"needs '{missing}'"):
+        from_dict({k: v for k, v in BASE.items() if k != missing})
+
+
+def test_spec_bad_text():
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        parse("model = ")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        parse("{not json")
+
+
+@pytest.mark.parametrize(
+    "current, new, ok",
+    [
+        (JobPhase.QUEUED, JobPhase.RUNNING, True),
+        (JobPhase.QUEUED, JobPhase.CANCELLED, True),
+        (JobPhase.RUNNING, JobPhase.SUCCEEDED, True),
+        (JobPhase.RUNNING, JobPhase.STOPPED_EARLY, True),
+        (JobPhase.RUNNING, JobPhase.FAILED, True),
+        (JobPhase.QUEUED, JobPhase.SUCCEEDED, False),
+        (JobPhase.SUCCEEDED, JobPhase.RUNNING, False),
+        (JobPhase.CANCELLED, JobPhase.RUNNING, False),
+    ],
+)
+def test_job_phase_transitions(current, new, ok):
+    if ok:
+        assert advance(current, new) is new
+    else:
+        with pytest.raises(JobTransitionError):
+            advance(current, new)
+
+
+def test_rounds_walk_through_epochs():
+    assert minibatches_of_round(0, 3, 5) == [(0, 0), (0, 1), (0, 2)]
+    assert minibatches_of_round(1, 3, 5) == [(0, 3), (0, 4), (1, 0)]
+    seen = [slot for r in range(10) for slot in minibatches_of_round(r, 3, 5)]
+    assert seen == [divmod(k, 5) for k in range(30)]
+
+
+def test_patience_counts_evaluations_without_improvement():
+    p = Patience()
+    p = p.after(1.0, 0.1)
+    assert (p.best, p.bad_evaluations) == (1.0, 0)
+    p = p.after(0.95, 0.1)  # better, but not by more than min_delta
+    assert (p.best, p.bad_evaluations) == (1.0, 1)
+    assert not p.exhausted(2) and p.after(2.0, 0.1).exhausted(2)
+    assert p.after(0.5, 0.1) == Patience(0.5, 0)
+    assert not Patience(1.0, 99).exhausted(0)  # 0: never stop early
+
+
+@pytest.mark.parametrize("done, total, every, due", [(5, 20, 5, True), (6, 20, 5, False), (20, 20, 7, True)])
+def test_evaluation_schedule(done, total, every, due):
+    assert evaluation_due(done, total, every) is due
