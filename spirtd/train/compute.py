@@ -4,7 +4,8 @@ daemon needs to set a job up.
 Worker side, `handle(request)` (run by spirtd.train.worker_main):
   kind "gradient": read the parameters (version `params_key`) from the store,
       load the minibatch (epoch, index), forward + backward, write the flat
-      gradient to `out_key`; reply loss and sample count.
+      gradient to `out_key` and its loss and sample count beside it (a hash
+      at stats_key(out_key)), in one transaction; reply the same numbers.
   kind "evaluate": loss and accuracy of the parameters on a split.
 Nothing it keeps between invocations changes a result: the store client,
 loaded datasets and model skeletons are cached by what they were built from,
@@ -77,6 +78,11 @@ def model_of(spec: dict[str, Any], data) -> Any:
 
 # ---- worker side ----
 
+def stats_key(gradient_key: str) -> str:
+    """Where a gradient's loss and sample count are kept, beside it."""
+    return f"{gradient_key}:stats"
+
+
 @lru_cache(maxsize=1)
 def _store():
     import redis
@@ -117,8 +123,12 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
         loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(np.array(x))), torch.from_numpy(np.array(y)))
         loss.backward()
         grad = flatten_gradients(model)
-        _store().execute_command("AI.TENSORSET", request["out_key"], "FLOAT", grad.size, "BLOB", memoryview(grad))
-        return {"loss": float(loss.item()), "samples": int(len(y))}
+        result = {"loss": float(loss.item()), "samples": int(len(y))}
+        pipe = _store().pipeline(transaction=True)  # the gradient and its stats land together
+        pipe.execute_command("AI.TENSORSET", request["out_key"], "FLOAT", grad.size, "BLOB", memoryview(grad))
+        pipe.hset(stats_key(request["out_key"]), mapping=result)
+        pipe.execute()
+        return result
     if request["kind"] == "evaluate":
         return _evaluate(model, data, request["split"])
     raise ValueError(f"unknown invocation kind {request['kind']!r}")
