@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from spirtd.errors import ConfigError
+from spirtd.files import write_atomically
 
 FILE_NAME = "node.json"
 
@@ -37,19 +37,7 @@ def load(data_dir: Path) -> NodeState:
 def save(data_dir: Path, state: NodeState) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / FILE_NAME
-    tmp = path.with_name(f".{FILE_NAME}.{os.getpid()}.tmp")
     payload = {"incarnation": state.incarnation}
     if state.crl_der:
         payload["crl_der_b64"] = base64.b64encode(state.crl_der).decode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, json.dumps(payload).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(data_dir, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomically(path, json.dumps(payload).encode())

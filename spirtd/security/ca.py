@@ -15,10 +15,8 @@ import contextlib
 import datetime
 import fcntl
 import ipaddress
-import os
 import stat
 import string
-import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -31,6 +29,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from spirtd.clock import SystemClock
 from spirtd.errors import ConfigError, SecurityError
+from spirtd.files import PRIVATE_MODE, PUBLIC_MODE, write_atomically
 from spirtd.security.identity import ORGANIZATION, Role, check_name
 from spirtd.security.revocation import RevocationList
 
@@ -42,8 +41,6 @@ CERT_DAYS = 365
 # Certificates start slightly in the past so that a peer whose clock is a
 # little behind does not refuse a certificate made a moment ago.
 CLOCK_SKEW = datetime.timedelta(minutes=5)
-PRIVATE_MODE = 0o600
-PUBLIC_MODE = 0o644
 CA_NAME_MAX_CHARS = 64  # X.509's upper bound for a common name
 DNS_NAME_MAX_CHARS = 253
 DNS_LABEL_MAX_CHARS = 63
@@ -64,31 +61,14 @@ def check_now(now: datetime.datetime | None) -> datetime.datetime:
     return now
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
-    """Writes path whole or not at all, with mode from the start: a fresh
-    temporary file (mkstemp: 0600, never an old one), then a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def write_private(path: Path, data: bytes) -> None:
     """Writes a file only its owner can read (0600), replacing any old one atomically."""
-    _write(Path(path), data, PRIVATE_MODE)
+    write_atomically(Path(path), data, PRIVATE_MODE)
 
 
 def write_public(path: Path, data: bytes) -> None:
     """Writes a file everyone can read (0644), replacing any old one atomically."""
-    _write(Path(path), data, PUBLIC_MODE)
+    write_atomically(Path(path), data, PUBLIC_MODE)
 
 
 def _check_days(days: int, now: datetime.datetime) -> datetime.datetime:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from spirtd.errors import ConfigError
+from spirtd.files import PRIVATE_MODE, write_atomically
 from spirtd.store import locate
 
 Persistence = Literal["rdb", "aof", "none"]
@@ -114,14 +115,7 @@ def _quote(value: str) -> str:
 
 def _private_file(path: Path, content: str) -> None:
     """Writes a file that only its owner can read, atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, content.encode())
-    finally:
-        os.close(fd)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    write_atomically(path, content.encode(), PRIVATE_MODE)
 
 
 def load_or_create_password(cfg: StoreServerConfig) -> str:

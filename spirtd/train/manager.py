@@ -12,14 +12,14 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Callable
 
 from spirtd.clock import Clock
 from spirtd.errors import ConfigError, SpirtError
+from spirtd.files import write_atomically
 from spirtd.store.api import TensorStore
 from spirtd.train import spec as specs
 from spirtd.train.jobstate import JobPhase, advance
@@ -85,19 +85,7 @@ class Training:
 def _write_record(folder: Path, record: JobRecord) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{record.id}.json"
-    tmp = folder / f".{record.id}.json.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, json.dumps(asdict(record)).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomically(path, json.dumps(asdict(record)).encode())
 
 
 class JobManager:

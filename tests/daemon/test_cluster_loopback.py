@@ -8,7 +8,6 @@ import json
 import signal
 import subprocess
 
-import grpc
 import pytest
 
 from spirtd.api.spirt.v1 import control_pb2

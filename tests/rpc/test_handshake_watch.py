@@ -23,7 +23,6 @@ import pytest
 
 from spirtd.rpc.handshake_watch import TraceParser, classify
 from spirtd.security import ca
-from spirtd.security.identity import Role
 
 HERE = Path(__file__).parent
 TRACE = HERE / "handshaker_trace_grpc_1_85.txt"
