@@ -119,7 +119,8 @@ class ControlService(JobControl, control_pb2_grpc.ControlServicer):
 
 
 def unimplemented_gradient_exchange():
-    """GradientExchange is defined; serving it comes with the training issue."""
+    """GradientExchange is defined; serving it comes with multi-peer training.
+    Until then callers get UNIMPLEMENTED with a reason."""
     from spirtd.api.spirt.v1 import gradients_pb2_grpc
 
     class GradientExchange(gradients_pb2_grpc.GradientExchangeServicer):

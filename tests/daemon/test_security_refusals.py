@@ -10,7 +10,14 @@ import socket
 import grpc
 import pytest
 
-from spirtd.api.spirt.v1 import heartbeat_pb2, heartbeat_pb2_grpc, membership_pb2, membership_pb2_grpc
+from spirtd.api.spirt.v1 import (
+    gradients_pb2,
+    gradients_pb2_grpc,
+    heartbeat_pb2,
+    heartbeat_pb2_grpc,
+    membership_pb2,
+    membership_pb2_grpc,
+)
 from spirtd.security import ca
 from tests.daemon.conftest import peer_certs_dir
 from tests.daemon.peers import CALL_TIMEOUT_S, Control, eventually
@@ -124,6 +131,23 @@ async def test_oversized_message(two_peers, certs):
     assert "over the limit of 65536 bytes" in err.details()
     await refusal_logged(target, "oversized")
     assert await counter(certs, target, "refused.oversized") == 1
+    await still_serving(certs, two_peers)
+
+
+async def test_gradient_exchange_says_plainly_it_is_not_served_yet(two_peers, certs):
+    """The service is defined for the multi-peer issue; until then a peer that
+    calls it gets UNIMPLEMENTED with a reason, not a crash or a hang."""
+    target = two_peers[0]
+    async with channel(certs, target.address, "node2") as ch:
+        stub = gradients_pb2_grpc.GradientExchangeStub(ch)
+        with pytest.raises(grpc.aio.AioRpcError) as fetch:
+            async for _ in stub.FetchTensor(gradients_pb2.FetchTensorRequest(sender="node2"), timeout=CALL_TIMEOUT_S):
+                pass
+        with pytest.raises(grpc.aio.AioRpcError) as push:
+            await stub.PushTensor(iter([gradients_pb2.TensorChunk(data=b"x")]), timeout=CALL_TIMEOUT_S)
+    for info in (fetch, push):
+        assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert info.value.details() == "gradient exchange is not served yet"
     await still_serving(certs, two_peers)
 
 
