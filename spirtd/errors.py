@@ -2,8 +2,13 @@
 
     SpirtError
     ├── ConfigError            a setting or argument is invalid; nothing was started
-    │   └── DatasetError       a dataset is unknown, its files are missing or
-    │                          malformed, or its options are wrong
+    │   ├── DatasetError       a dataset is unknown, its files are missing or
+    │   │   │                  malformed, or its options are wrong
+    │   │   └── DatasetFileError  its files are missing, unreadable or malformed
+    │   │                      (the message names them: for the peer's log, not
+    │   │                      for clients, who must not learn the peer's files)
+    │   └── LimitExceeded      what was asked needs more than a limit of this
+    │                          peer allows (store memory, worker memory)
     ├── DownloadError          a dataset's files could not be fetched, or what
     │                          came did not match its published checksum
     ├── SecurityError          a certificate or revocation list is not trustworthy
@@ -20,6 +25,7 @@
     │   ├── InvalidTensor      data, shape or dtype are wrong for the operation
     │   ├── ConflictError      a key changed while the operation ran; nothing was written
     │   ├── BackendUnsupported this backend cannot do the operation
+    │   ├── StoreFull          the store is at its memory limit; nothing was written
     │   └── StoreUnavailable   the store cannot be reached, or it died
     └── WorkerError            a worker process (spirtd.train.pool) could not serve
         ├── WorkerStartFailed  a worker did not become ready: its handler failed
@@ -59,6 +65,18 @@ class DatasetError(ConfigError):
     """A dataset cannot be loaded as asked: its name is unknown, its options
     are wrong, or its files are missing or malformed. The message names the
     file and what is wrong with it."""
+
+
+class DatasetFileError(DatasetError):
+    """A dataset's files are missing, unreadable or malformed; the message
+    names the file. It says what the peer's disk holds, so a peer tells a
+    client only that the dataset could not be used, and logs the rest."""
+
+
+class LimitExceeded(ConfigError):
+    """What was asked needs more than a limit of this peer allows (the
+    store's memory, a worker's memory); the message names the limit and its
+    setting. Nothing was started."""
 
 
 class DownloadError(SpirtError):
@@ -108,6 +126,11 @@ class ConflictError(StoreError):
 
 class BackendUnsupported(StoreError):
     """This store backend cannot do the operation."""
+
+
+class StoreFull(StoreError):
+    """The store is at its memory limit (maxmemory) and refused a write;
+    nothing was written, nothing was evicted."""
 
 
 class StoreUnavailable(StoreError):

@@ -4,10 +4,18 @@
     members [--watch]       every member it knows: id, address, state, incarnation, rtt
                             (--watch: membership events as they happen)
     submit SPEC [--wait]    submit a training job (TOML or JSON spec); prints its id
+                            (--wait: then waits for the job's end and prints its status)
     job status JOB          a job's state, round, accuracy, model digest
-    watch JOB               a job's progress (a bar; --json: one line per round)
-    model get JOB -o FILE   the job's model as a torch state dict (torch.save)
+    job list                every job the peer knows: state, rounds, model, owner
+    job delete JOB          delete an ended job: its record and its model
+    watch JOB               a job's progress (a bar on a terminal; --json: one line per round)
+    model get JOB -o FILE   the job's model: a torch state dict (torch.save), or with
+                            --format torchscript a module torch.jit.load reads
     cancel JOB              stop a job
+
+A client may read the model of, cancel and delete only the jobs it
+submitted; an operator certificate (spirtd certs issue NAME --role
+operator) may act on any job.
 
 It authenticates with the certificate NAME (default: client) from the certs
 dir: DIR/NAME.crt and DIR/NAME.key, signed by the cluster CA in DIR/ca.crt.
@@ -93,7 +101,7 @@ COMMANDS = {
     "status": membership,
     "members": membership,
     "submit": jobs.submit,
-    "job": jobs.status,
+    "job": jobs.job,
     "watch": jobs.watch,
     "model": jobs.model_get,
     "cancel": jobs.cancel,
@@ -135,14 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
     job_status = job_actions.add_parser("status", help="state, round, accuracy, model digest")
     job_status.add_argument("job_id")
     job_status.add_argument("--json", **json_flag)
+    job_actions.add_parser("list", help="every job the peer knows").add_argument("--json", **json_flag)
+    job_actions.add_parser("delete", help="delete an ended job and its model").add_argument("job_id")
     watch = commands.add_parser("watch", help="a job's progress")
     watch.add_argument("job_id")
     watch.add_argument("--json", **json_flag)
     model = commands.add_parser("model", help="a job's model")
     model_actions = model.add_subparsers(dest="model_action", metavar="ACTION", required=True)
-    model_get = model_actions.add_parser("get", help="save it as a torch state dict")
+    model_get = model_actions.add_parser("get", help="save it as a torch state dict or TorchScript")
     model_get.add_argument("job_id")
     model_get.add_argument("-o", "--output", required=True, help="FILE.pt")
+    model_get.add_argument("--format", choices=jobs.MODEL_FORMATS, default="state-dict",
+                           help="state-dict (torch.save; the default) or torchscript (torch.jit.save)")  # fmt: skip
     cancel = commands.add_parser("cancel", help="stop a job")
     cancel.add_argument("job_id")
     return parser

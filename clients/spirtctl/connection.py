@@ -25,20 +25,37 @@ def open_channel(peer: str, certs_dir: Path | None, name: str, peer_id: str | No
     return grpc.aio.secure_channel(peer, channel_credentials(own, certs.ca_pem), options=verify_as(peer_id))
 
 
+# What gRPC's details say when nothing listens, or the name does not resolve:
+# no TLS handshake took place, so advice about certificates would mislead.
+_NOT_LISTENING = ("Connection refused", "No route to host", "Network is unreachable", "DNS resolution failed",
+                  "Name or service not known")  # fmt: skip
+# A handshake that failed: the peer refused this client, or this client the peer.
+_HANDSHAKE = ("handshake", "SSL", "TLS", "certificate", "Socket closed", "Connection reset")
+
+
 def explain(exc: grpc.aio.AioRpcError, peer: str, name: str, timeout_s: float) -> CallFailed:
     code, details = exc.code(), exc.details() or ""
-    if code == grpc.StatusCode.UNAVAILABLE:
+    if code == grpc.StatusCode.UNAVAILABLE and any(words in details for words in _NOT_LISTENING):
+        return CallFailed(f"cannot reach spirtd at {peer}: nothing answers there ({_first_line(details)}); "
+                          "is it running, and is that its --listen address?")  # fmt: skip
+    if code == grpc.StatusCode.UNAVAILABLE and any(words in details for words in _HANDSHAKE):
         return CallFailed(
-            f"cannot reach spirtd at {peer}: {details}. If it is running, it refused this "
-            f"client's TLS handshake: check that {name}.crt is signed by the cluster CA, not "
-            "expired and not revoked, and that the peer's certificate names the host you dialled "
-            "(or give --peer-id)"
+            f"cannot talk to spirtd at {peer}: the TLS handshake failed ({_first_line(details)}). Check "
+            f"that {name}.crt is signed by the cluster CA, not expired and not revoked, and that the "
+            "peer's certificate names the host you dialled (or give --peer-id)"
         )
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return CallFailed(f"spirtd at {peer} is unavailable: {_first_line(details)}")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return CallFailed(f"spirtd at {peer} did not answer within {timeout_s} s")
     if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
         return CallFailed(f"spirtd at {peer} refused the call: {details}")
     return CallFailed(f"spirtd at {peer} answered {code.name}: {details}")
+
+
+def _first_line(details: str) -> str:
+    """gRPC's details without the debug context it may append."""
+    return details.strip().splitlines()[0] if details.strip() else "no details"
 
 
 def control_stub(channel: grpc.aio.Channel) -> control_pb2_grpc.ControlStub:

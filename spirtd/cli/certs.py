@@ -2,7 +2,7 @@
 
     spirtd certs init --dir DIR
         makes the cluster CA: DIR/ca.crt, DIR/ca.key (0600), DIR/crl.pem
-    spirtd certs issue NAME --dir DIR [--ip IP ...] [--dns NAME ...] [--role peer|client]
+    spirtd certs issue NAME --dir DIR [--ip IP ...] [--dns NAME ...] [--role peer|client|operator]
                                       [--days N] [--replace]
         makes DIR/NAME.crt and DIR/NAME.key (0600); NAME is the peer id (or
         the client's name); peers need the IPs and names others reach them at;

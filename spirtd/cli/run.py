@@ -57,27 +57,33 @@ def run_peer(args: argparse.Namespace) -> int:
     from spirtd.rpc.handshake_watch import HandshakeRefusal, HandshakeWatch
 
     counters = Counters()
+    refusals = []  # the daemon's RefusalLog, once the config is read
 
     def refused(r: HandshakeRefusal) -> None:
-        counters.inc(f"refused.{r.reason}")
-        _log.warning("refused a TLS connection from %s: %s", r.peer, r.detail,
-                     extra={"peer": r.peer, "reason": r.reason})  # fmt: skip
+        if refusals:
+            refusals[0].refused(r.reason, r.peer, f"refused a TLS connection from {r.peer}: {r.detail}")
+        else:
+            counters.inc(f"refused.{r.reason}")
 
     watch = HandshakeWatch(refused)
     traced = watch.enable_trace()
     watch.start()
+    from spirtd.clock import SystemClock
+    from spirtd.daemon.app import refusal_log
     from spirtd.daemon.config import load
 
     config = load(args.config, None, _flags(args))
     setup_logging(config.log_level, config.log_format)
+    clock = SystemClock()
+    refusals.append(refusal_log(config, counters, clock))
     if not traced:
         _log.warning("grpc was imported before the handshake watch: refused TLS handshakes go uncounted")
     # The watch stays on until the process ends: gRPC's core may still write
     # (trace included) while the interpreter shuts down.
-    return run_async(serve(config, counters))
+    return run_async(serve(config, counters, refusals[0], clock))
 
 
-async def serve(config, counters) -> int:
+async def serve(config, counters, refusals, clock) -> int:
     from spirtd.daemon.app import Daemon
 
     loop = asyncio.get_running_loop()
@@ -85,7 +91,7 @@ async def serve(config, counters) -> int:
     for sig in _STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with Daemon(config, counters=counters):
+        async with Daemon(config, counters=counters, refusals=refusals, clock=clock):
             await stop.wait()
             logging.getLogger("spirtd").info("stopping: leaving the cluster")
     finally:

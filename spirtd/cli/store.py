@@ -3,8 +3,8 @@
     spirtd store path
         prints the file of spirt's built Redis module (for a redis.conf of
         your own: loadmodule <path>)
-    spirtd store serve --data-dir DIR [--persistence rdb|aof|none]
-                       [--threads N] [--max-tensor-bytes N]
+    spirtd store serve --data-dir DIR [--persistence aof|rdb|none] [--fsync always|everysec|no]
+                       [--max-memory-mb N] [--threads N] [--max-tensor-bytes N]
         runs the store in the foreground until SIGINT or SIGTERM, restarting
         redis-server if it dies; clients connect to DIR/redis.sock with the
         password in DIR/store.password
@@ -23,7 +23,7 @@ from spirtd.cli import EXIT_OK, run_async
 from spirtd.errors import ConfigError
 from spirtd.store.embedded import EmbeddedStore
 from spirtd.store.locate import module_path
-from spirtd.store.server import StoreServerConfig
+from spirtd.store.server import FSYNC, PERSISTENCE, StoreServerConfig
 
 _log = logging.getLogger("spirtd.store")
 
@@ -32,6 +32,8 @@ _FLAGS = {
     "module_threads": "--threads",
     "max_tensor_bytes": "--max-tensor-bytes",
     "persistence": "--persistence",
+    "fsync": "--fsync",
+    "max_memory_mb": "--max-memory-mb",
 }
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -53,9 +55,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         "unix socket paths are limited to 107 bytes)",
     )
     serve.add_argument(
-        "--persistence", choices=("rdb", "aof", "none"),
-        help="rdb snapshots (the default), aof (every write, slower), none",
+        "--persistence", choices=PERSISTENCE,
+        help="aof: every write logged (the default: survives a crash), rdb: snapshots only, none",
     )
+    serve.add_argument("--fsync", choices=FSYNC, help="with aof: fsync every write, every second (default), or never")
+    serve.add_argument("--max-memory-mb", type=int, help="the store's memory limit (default: half of the machine's)")
     serve.add_argument("--threads", type=int, help="the module's worker threads (default: one per CPU)")
     serve.add_argument(
         "--max-tensor-bytes", type=int, help="the biggest tensor the store takes (default: half of RAM)"
@@ -71,6 +75,8 @@ def run_path(args: argparse.Namespace) -> int:
 def serve_config(args: argparse.Namespace) -> StoreServerConfig:
     options: dict[str, Any] = {
         "persistence": args.persistence,
+        "fsync": args.fsync,
+        "max_memory_mb": args.max_memory_mb,
         "module_threads": args.threads,
         "max_tensor_bytes": args.max_tensor_bytes,
     }

@@ -34,7 +34,8 @@ from spirtd.membership.formulas import retransmit_limit
 from spirtd.membership.state import MembershipState
 from spirtd.rpc.counters import Counters
 from spirtd.rpc.guard import Guard
-from spirtd.rpc.server import ChannelPool, RpcServer, peer_channel_options
+from spirtd.rpc.refusals import RefusalLog
+from spirtd.rpc.server import ChannelPool, ConnectionLimits, RpcServer, peer_channel_options
 from spirtd.rpc.tls import channel_credentials, server_credentials
 from spirtd.security.ca import CRL_FILE
 from spirtd.security.certsdir import CertsDir
@@ -62,11 +63,18 @@ _EVENT_WORDS = {
 }
 
 
+def refusal_log(config: DaemonConfig, counters: Counters, clock: Clock) -> RefusalLog:
+    """The daemon's one log of refusals (of handshakes and of calls)."""
+    return RefusalLog(counters, clock, interval_s=config.refusal_log_interval_s, burst=config.refusal_log_burst)
+
+
 class Daemon:
-    def __init__(self, config: DaemonConfig, *, clock: Clock | None = None, counters: Counters | None = None) -> None:
+    def __init__(self, config: DaemonConfig, *, clock: Clock | None = None, counters: Counters | None = None,
+                 refusals: RefusalLog | None = None) -> None:  # fmt: skip
         self.config = config
         self.clock = clock or SystemClock()
         self.counters = counters or Counters()
+        self.refusals = refusals or refusal_log(config, self.counters, self.clock)
         self.address = ""
         self.store_backend = "unknown"
         self._stack = contextlib.AsyncExitStack()
@@ -104,6 +112,7 @@ class Daemon:
         self.jobs = await self._stack.enter_async_context(JobManager(
             Path(cfg.data_dir), self.tensors,
             compute.training(self.store.socket_path, cfg.store.password_file, self.clock), self.clock,
+            cfg.jobs, store_memory_bytes=cfg.store.memory_limit_bytes,
         ))  # fmt: skip
         rounds = retransmit_limit(cfg.membership.retransmit_mult, CRL_GOSSIP_CLUSTER_SIZE)
         self.revocations = RevocationSpreader(self.guard, rounds, self._on_revocations)
@@ -115,6 +124,7 @@ class Daemon:
             register=self._register,
             max_message_bytes=cfg.max_message_bytes,
             grace_s=cfg.shutdown_grace_s,
+            limits=ConnectionLimits(cfg.max_connections, cfg.handshake_timeout_s, cfg.idle_timeout_s),
         )
         await self._stack.enter_async_context(server)
         host, _ = parse_address(cfg.listen, what="--listen", allow_port_zero=True)
@@ -135,6 +145,7 @@ class Daemon:
         )
         self._group = await self._stack.enter_async_context(asyncio.TaskGroup())
         self._tasks.append(self._group.create_task(self._watch_events(), name="membership-events"))
+        self._tasks.append(self._group.create_task(self._flush_refusals(), name="refusal-log"))
         if not cfg.insecure:
             self._tasks.append(self._group.create_task(self._watch_crl_file(), name="crl-file"))
         seeds = [s for s in cfg.seeds if s != self.address]
@@ -151,7 +162,8 @@ class Daemon:
         cfg = self.config
         if cfg.insecure:
             _log.warning("running with --insecure: no TLS and no authentication; use it for local experiments only")
-            return None, None, Guard(None, None, self.counters, max_message_bytes=cfg.max_message_bytes, insecure=True)
+            return None, None, Guard(None, None, self.counters, max_message_bytes=cfg.max_message_bytes, insecure=True,
+                                     refusals=self.refusals)  # fmt: skip
         certs = CertsDir(cfg.certs_dir)  # type: ignore[arg-type]
         own = certs.credentials(cfg.id, role=Role.PEER)
         crl = certs.revocations()
@@ -161,7 +173,8 @@ class Daemon:
                 crl = saved if saved.newer_than(crl) else crl
             except SecurityError as exc:
                 _log.warning("ignoring the saved revocation list: %s", exc)
-        guard = Guard(certs.ca_cert, crl, self.counters, max_message_bytes=cfg.max_message_bytes)
+        guard = Guard(certs.ca_cert, crl, self.counters, max_message_bytes=cfg.max_message_bytes,
+                      refusals=self.refusals)  # fmt: skip
         return own, certs.ca_pem, guard
 
     def _register(self, server: grpc.aio.Server) -> None:
@@ -182,7 +195,9 @@ class Daemon:
             membership_counters=self._membership_counters,
         )
         control = ControlService(view, self.counters, self._ages, self.clock,
-                                 jobs=lambda: self.jobs, layout=compute.layout)  # fmt: skip
+                                 jobs=lambda: self.jobs, layout=compute.layout,
+                                 model_inputs=compute.model_inputs,
+                                 max_message_bytes=self.config.max_message_bytes)  # fmt: skip
         control_pb2_grpc.add_ControlServicer_to_server(control, server)
 
     async def aclose(self) -> None:
@@ -236,6 +251,11 @@ class Daemon:
             except MembershipError as exc:
                 _log.warning("could not join yet (%s); trying again in %.1f s", exc, self.config.join_retry_s)
             await self.clock.sleep(self.config.join_retry_s)
+
+    async def _flush_refusals(self) -> None:
+        while True:
+            await self.clock.sleep(self.config.refusal_log_interval_s)
+            self.refusals.flush()
 
     async def _watch_crl_file(self) -> None:
         """Adopts a newer crl.pem copied into the certs dir; gossip takes it on."""

@@ -13,7 +13,8 @@ variables, then command-line flags (flags win). Unknown keys are errors.
     probe_interval_s = 0.25
 
     [store]                 # the colocated Redis
-    persistence = "rdb"
+    persistence = "aof"
+    fsync = "everysec"
     threads = 2
 """
 
@@ -31,14 +32,24 @@ from spirtd.errors import ConfigError
 from spirtd.membership.config import MembershipConfig
 from spirtd.security.identity import check_name
 from spirtd.store.server import StoreServerConfig
+from spirtd.train.jobs_config import JobsConfig
 
 DEFAULT_PORT = 7100
+# gRPC takes message limits as 32-bit ints.
+MIN_MESSAGE_BYTES = 1024
+MAX_MESSAGE_BYTES = 1 << 30
 ENV_PREFIX = "SPIRTD_"
 _TOP_KEYS = ("id", "listen", "advertise", "seeds", "data_dir", "certs_dir", "insecure",
-             "log_level", "log_format", "max_message_bytes", "shutdown_grace_s", "leave_timeout_s",
-             "join_retry_s", "crl_poll_s")  # fmt: skip
-_STORE_KEYS = {"persistence": "persistence", "threads": "module_threads",
-               "max_tensor_bytes": "max_tensor_bytes"}  # fmt: skip
+             "log_level", "log_format", "max_message_bytes", "max_connections", "handshake_timeout_s",
+             "idle_timeout_s", "refusal_log_interval_s", "refusal_log_burst", "shutdown_grace_s",
+             "leave_timeout_s", "join_retry_s", "crl_poll_s")  # fmt: skip
+_INT_KEYS = ("max_message_bytes", "max_connections", "refusal_log_burst")
+_SECONDS_KEYS = ("handshake_timeout_s", "idle_timeout_s", "refusal_log_interval_s", "shutdown_grace_s",
+                 "leave_timeout_s", "join_retry_s", "crl_poll_s")  # fmt: skip
+MAX_CONNECTIONS = 1 << 20
+_STORE_KEYS = {"persistence": "persistence", "fsync": "fsync", "max_memory_mb": "max_memory_mb",
+               "threads": "module_threads", "max_tensor_bytes": "max_tensor_bytes",
+               "stop_timeout_s": "stop_timeout_s"}  # fmt: skip
 
 
 def parse_address(text: str, *, what: str, allow_port_zero: bool = False) -> tuple[str, int]:
@@ -77,8 +88,20 @@ class DaemonConfig:
     advertise: the address others reach this peer at; defaults to listen
         unless that is a wildcard (0.0.0.0, ::), which others cannot dial.
     seeds: peers to join through; empty means this peer starts a cluster.
-    max_message_bytes: the largest message a peer accepts (the guard
-        refuses bigger ones with a log line; gRPC itself refuses twice this).
+    max_message_bytes: the largest message a peer accepts.
+    max_connections: connections the server holds at once, handshaking or
+        not; one more is closed as soon as it is accepted. Bounds the file
+        descriptors a flood of connections can take (the daemon raises its
+        own fd limit to what this needs).
+    handshake_timeout_s: how long a connection may take to complete its
+        mutual-TLS handshake; an idle or slow one is closed then, freeing
+        its place. Longer helps very slow links; shorter frees places taken
+        by a flood sooner.
+    idle_timeout_s: an authenticated connection with no call for this long
+        is closed (clients and peers reconnect when they need to).
+    refusal_log_interval_s / refusal_log_burst: refused handshakes and calls
+        get a log line each, up to burst per interval; the rest are summed
+        up in one line per interval (all are counted in refused.*).
     shutdown_grace_s: how long calls in flight may finish at shutdown.
     leave_timeout_s: how long announcing a voluntary leave may take.
     join_retry_s: wait between rounds of trying the seeds.
@@ -96,12 +119,18 @@ class DaemonConfig:
     log_level: str = "info"
     log_format: str = "text"
     max_message_bytes: int = 4 << 20
+    max_connections: int = 1024
+    handshake_timeout_s: float = 2.0
+    idle_timeout_s: float = 300.0
+    refusal_log_interval_s: float = 10.0
+    refusal_log_burst: int = 5
     shutdown_grace_s: float = 2.0
     leave_timeout_s: float = 2.0
     join_retry_s: float = 1.0
     crl_poll_s: float = 2.0
     membership: MembershipConfig = field(default_factory=MembershipConfig.default)
     store: StoreServerConfig | None = None
+    jobs: JobsConfig = field(default_factory=JobsConfig)
 
     def __post_init__(self) -> None:
         check_name(self.id)
@@ -116,10 +145,15 @@ class DaemonConfig:
             parse_address(seed, what="seed")
         if not self.insecure and self.certs_dir is None:
             raise ConfigError("--certs-dir is needed (or --insecure, for local experiments only)")
-        if self.max_message_bytes < 1024:
-            raise ConfigError("max_message_bytes must be >= 1024")
-        for name in ("shutdown_grace_s", "leave_timeout_s", "join_retry_s", "crl_poll_s"):
-            if getattr(self, name) <= 0:
+        if not MIN_MESSAGE_BYTES <= self.max_message_bytes <= MAX_MESSAGE_BYTES:
+            raise ConfigError(f"max_message_bytes must be from {MIN_MESSAGE_BYTES} to {MAX_MESSAGE_BYTES}, "
+                              f"not {self.max_message_bytes}")  # fmt: skip
+        if not 1 <= self.max_connections <= MAX_CONNECTIONS:
+            raise ConfigError(f"max_connections must be from 1 to {MAX_CONNECTIONS}, not {self.max_connections}")
+        if not 0 <= self.refusal_log_burst <= MAX_CONNECTIONS:
+            raise ConfigError(f"refusal_log_burst must be from 0 to {MAX_CONNECTIONS}, not {self.refusal_log_burst}")
+        for name in _SECONDS_KEYS:
+            if not 0 < getattr(self, name) < float("inf"):
                 raise ConfigError(f"{name} must be > 0")
         if self.store is None:
             object.__setattr__(self, "store", StoreServerConfig(data_dir=Path(self.data_dir) / "store"))
@@ -158,8 +192,27 @@ def read_file(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} is nested too deeply") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def _converted(merged: dict[str, Any], key: str, kind: type) -> None:
+    if key not in merged:
+        return
+    value = merged[key]
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        merged[key] = kind(value)
+    except (TypeError, ValueError, OverflowError):
+        words = "an integer" if kind is int else "a number"
+        raise ConfigError(f"{key} must be {words}, not {value!r}") from None
 
 
 def from_environment(env: Mapping[str, str]) -> dict[str, Any]:
@@ -180,6 +233,7 @@ def build(file_values: Mapping[str, Any], env_values: Mapping[str, Any], flag_va
         merged.update(layer)
     membership_values = merged.pop("membership", {}) or {}
     store_values = merged.pop("store", {}) or {}
+    jobs_values = merged.pop("jobs", {}) or {}
     unknown = set(merged) - set(_TOP_KEYS)
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}; known: {', '.join(_TOP_KEYS)}")
@@ -192,16 +246,15 @@ def build(file_values: Mapping[str, Any], env_values: Mapping[str, Any], flag_va
     data_dir = Path(merged.pop("data_dir", None) or Path("spirtd-data") / str(merged["id"]))
     if merged.get("certs_dir") is not None:
         merged["certs_dir"] = Path(merged["certs_dir"])
-    for key in ("max_message_bytes",):
-        if key in merged:
-            merged[key] = int(merged[key])
-    for key in ("shutdown_grace_s", "leave_timeout_s", "join_retry_s", "crl_poll_s"):
-        if key in merged:
-            merged[key] = float(merged[key])
+    for key in _INT_KEYS:
+        _converted(merged, key, int)
+    for key in _SECONDS_KEYS:
+        _converted(merged, key, float)
     membership_keys = {f.name: f.name for f in dataclasses.fields(MembershipConfig)}
     membership = _section(membership_values, "membership", MembershipConfig.default(), membership_keys)
     store = _section(store_values, "store", StoreServerConfig(data_dir=data_dir / "store"), _STORE_KEYS)
-    return DaemonConfig(data_dir=data_dir, membership=membership, store=store, **merged)
+    jobs = _section(jobs_values, "jobs", JobsConfig(), {f.name: f.name for f in dataclasses.fields(JobsConfig)})
+    return DaemonConfig(data_dir=data_dir, membership=membership, store=store, jobs=jobs, **merged)
 
 
 def load(config_file: Path | None, env: Mapping[str, str] | None, flags: Mapping[str, Any]) -> DaemonConfig:

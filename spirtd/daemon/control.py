@@ -11,7 +11,7 @@ from spirtd import __version__
 from spirtd.api.spirt.v1 import control_pb2, control_pb2_grpc
 from spirtd.clock import Clock
 from spirtd.daemon import wire
-from spirtd.daemon.job_control import JobControl
+from spirtd.daemon.job_control import MODEL_CHUNK_BYTES, JobControl
 from spirtd.membership.events import EventKind, MemberEvent
 from spirtd.membership.messages import Member, MemberState
 from spirtd.rpc.counters import Counters
@@ -65,9 +65,14 @@ class ControlService(JobControl, control_pb2_grpc.ControlServicer):
         clock: Clock,
         jobs: Callable[[], Any] = lambda: None,
         layout: Callable[[Any], list] = lambda spec: [],
+        model_inputs: Callable[[Any], tuple[tuple[int, ...], int]] = lambda spec: ((), 0),
+        max_message_bytes: int = 4 << 20,
     ) -> None:
+        # A model travels in pieces well under the message limit (room for the other fields).
+        self._chunk_bytes = max(1, min(MODEL_CHUNK_BYTES, max_message_bytes // 2))
         self._jobs = jobs
         self._layout = layout
+        self._model_inputs = model_inputs
         self._node = node
         self._counters = counters
         self._ages = ages

@@ -3,10 +3,17 @@
 The handshake (gRPC's, with require_client_auth) already refused callers
 without a certificate from the cluster CA. GuardInterceptor then, for every
 call: takes the caller's identity from its certificate, refuses it if the
-certificate is revoked, refuses client certificates anywhere but Control,
-and refuses messages over the size limit. Handlers check that a message's
-claimed sender is the caller (check_sender). Every refusal is a clear
-status for the caller, a log line and a counter.
+certificate is revoked, and refuses client certificates anywhere but
+Control. Handlers check that a message's claimed sender is the caller
+(check_sender). Every refusal is a clear status for the caller, a log line
+(at a bounded rate) and a counter.
+
+Messages over max_message_bytes are refused by gRPC itself (its server
+limit is exactly that, so every caller hears one number). gRPC gives a
+handler no word of it; so every unary-request method is served here as a
+request stream, and a call whose one message never arrived is logged and
+counted as oversized. A request-streaming handler sees a stream that just
+ends early: it must check that what it received is complete.
 """
 
 from __future__ import annotations
@@ -19,12 +26,16 @@ from typing import Any, AsyncIterator, Callable
 import grpc
 from cryptography import x509
 
+from spirtd.clock import SystemClock
 from spirtd.errors import SecurityError
 from spirtd.rpc.counters import Counters
+from spirtd.rpc.refusals import RefusalLog
 from spirtd.security.identity import Identity, Role, identity_from_pem
 from spirtd.security.revocation import RevocationList
 
 CONTROL_PREFIX = "/spirt.v1.Control/"
+DEFAULT_REFUSAL_INTERVAL_S = 10.0
+DEFAULT_REFUSAL_BURST = 5
 _caller: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("spirt_caller", default=None)
 _log = logging.getLogger("spirtd.security")
 
@@ -50,12 +61,15 @@ class Guard:
         *,
         max_message_bytes: int,
         insecure: bool = False,
+        refusals: RefusalLog | None = None,
     ) -> None:
         if not insecure and ca is None:
             raise ValueError("a CA certificate is needed unless insecure")
         self._ca = ca
         self._revocations = revocations
         self._counters = counters
+        self._refusals = refusals or RefusalLog(counters, SystemClock(), interval_s=DEFAULT_REFUSAL_INTERVAL_S,
+                                                burst=DEFAULT_REFUSAL_BURST)  # fmt: skip
         self.max_message_bytes = max_message_bytes
         self.insecure = insecure
         # Certificate serial of every caller seen, by name: what a newly
@@ -86,10 +100,8 @@ class Guard:
     async def refuse(
         self, context: grpc.aio.ServicerContext, code: grpc.StatusCode, reason: str, text: str
     ) -> None:
-        """Counts, logs and aborts the call (raises)."""
-        self._counters.inc(f"refused.{reason}")
-        _log.warning("refused a call from %s: %s", context.peer(), text,
-                     extra={"peer": context.peer(), "reason": reason})  # fmt: skip
+        """Counts, logs (at a bounded rate) and aborts the call (raises)."""
+        self._refusals.refused(reason, context.peer(), f"refused a call from {context.peer()}: {text}")
         await context.abort(code, text)
 
     async def admit(self, method: str, context: grpc.aio.ServicerContext) -> Identity | None:
@@ -120,13 +132,26 @@ class Guard:
             )
         return identity
 
-    async def check_size(self, message: Any, context: grpc.aio.ServicerContext) -> None:
-        size = message.ByteSize() if hasattr(message, "ByteSize") else len(message)
-        if size > self.max_message_bytes:
-            await self.refuse(
-                context, grpc.StatusCode.RESOURCE_EXHAUSTED, "oversized",
-                f"a message of {size} bytes is over the limit of {self.max_message_bytes} bytes",
-            )
+    async def refuse_missing_message(self, context: grpc.aio.ServicerContext) -> None:
+        """A unary call whose message never arrived: gRPC refused it for its
+        size (and told the caller so), or the caller sent none."""
+        await self.refuse(
+            context, grpc.StatusCode.RESOURCE_EXHAUSTED, "oversized",
+            f"its message did not arrive: over the limit of {self.max_message_bytes} bytes "
+            "(max_message_bytes), or none was sent",
+        )
+
+    async def one_message(self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+        """The single message of a unary call, read from its request stream."""
+        message, count = None, 0
+        async for item in requests:
+            message, count = item, count + 1
+        if count == 0:
+            await self.refuse_missing_message(context)
+        if count > 1:
+            await self.refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "malformed",
+                              f"a unary call carried {count} messages")  # fmt: skip
+        return message
 
     async def check_sender(self, claimed: str, context: grpc.aio.ServicerContext) -> None:
         """Refuses a message whose claimed sender is not the caller."""
@@ -160,27 +185,22 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
 
 
 def _wrap(handler: grpc.RpcMethodHandler, method: str, guard: Guard) -> grpc.RpcMethodHandler:
-    async def checked(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext):
-        async for message in requests:
-            await guard.check_size(message, context)
-            yield message
+    """The handler behind the guard; unary requests are read as a stream
+    (see the module doc), so every wrapped method takes a request stream."""
 
-    async def enter(request: Any, context: grpc.aio.ServicerContext) -> contextvars.Token:
-        identity = await guard.admit(method, context)
-        if not handler.request_streaming:
-            await guard.check_size(request, context)
-        return _caller.set(identity)
+    async def enter(context: grpc.aio.ServicerContext) -> contextvars.Token:
+        return _caller.set(await guard.admit(method, context))
 
-    def arg(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        return checked(request, context) if handler.request_streaming else request
+    async def arg(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+        return requests if handler.request_streaming else await guard.one_message(requests, context)
 
     if handler.response_streaming:
         inner = handler.unary_stream or handler.stream_stream
 
-        async def streaming(request: Any, context: grpc.aio.ServicerContext):
-            token = await enter(request, context)
+        async def streaming(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext):
+            token = await enter(context)
             try:
-                result = inner(arg(request, context), context)
+                result = inner(await arg(requests, context), context)
                 if hasattr(result, "__aiter__"):
                     async for item in result:
                         yield item
@@ -189,19 +209,17 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, guard: Guard) -> grpc.Rpc
             finally:
                 _caller.reset(token)
 
-        make = grpc.stream_stream_rpc_method_handler if handler.request_streaming else grpc.unary_stream_rpc_method_handler
-        return make(streaming, request_deserializer=handler.request_deserializer,
-                    response_serializer=handler.response_serializer)  # fmt: skip
+        return grpc.stream_stream_rpc_method_handler(streaming, request_deserializer=handler.request_deserializer,
+                                                     response_serializer=handler.response_serializer)  # fmt: skip
 
     inner = handler.unary_unary or handler.stream_unary
 
-    async def single(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        token = await enter(request, context)
+    async def single(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+        token = await enter(context)
         try:
-            return await _maybe_await(inner(arg(request, context), context))
+            return await _maybe_await(inner(await arg(requests, context), context))
         finally:
             _caller.reset(token)
 
-    make = grpc.stream_unary_rpc_method_handler if handler.request_streaming else grpc.unary_unary_rpc_method_handler
-    return make(single, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)  # fmt: skip
+    return grpc.stream_unary_rpc_method_handler(single, request_deserializer=handler.request_deserializer,
+                                                response_serializer=handler.response_serializer)  # fmt: skip

@@ -30,7 +30,11 @@ _PREFIX = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [^\]]+\] ")
 _FAILED = "CallNextHandshakerLocked: error="
 _OWN_VERBOSITY_NOTICE = "Log level INFO is not suitable for production"
 # What gRPC appends under a log line (status source locations, handshake args).
-_CONTINUATION = re.compile(r"^(=== Source Location Trace: ===|src/\S+:\d+|\s*shutdown=.*|\s*)$")
+_CONTINUATION = re.compile(r"^(=== Source Location Trace: ===|src/\S+:\d+|\s*shutdown=.*)?\s*$")
+# gRPC core's status source locations: a header, then src/...:N lines. Noise
+# for whoever reads the log, whatever line they hang under: always dropped.
+_TRACE_HEADER = re.compile(r"^=== Source Location Trace: ===\s*$")
+_TRACE_LOCATION = re.compile(r"^(src/\S+:\d+)?\s*$")
 _PEER = re.compile(r"endpoint_peer_address=([^,}\s]+)")
 _SSL_REASON = re.compile(r"OPENSSL_internal:([A-Z_]+)(?:: ([^:]+))?")
 
@@ -69,9 +73,17 @@ class TraceParser:
     def __init__(self) -> None:
         self._record: list[str] | None = None
         self._dropping = False  # the last gRPC line was dropped: so are its continuations
+        self._in_locations = False  # inside a source location trace
 
     def feed(self, line: str) -> tuple[str | None, HandshakeRefusal | None]:
         prefix = _PREFIX.match(line)
+        if prefix is None and self._record is None:
+            if _TRACE_HEADER.match(line):
+                self._in_locations = True
+                return None, None
+            if self._in_locations and _TRACE_LOCATION.match(line):
+                return None, None
+        self._in_locations = False
         if prefix is None:
             if self._record is not None:
                 self._record.append(line)

@@ -67,7 +67,7 @@ class CertsDir:
         cert_path, key_path = self.path / f"{name}.crt", self.path / f"{name}.key"
         for path in (cert_path, key_path):
             if not path.is_file():
-                role_flag = f" --role {role.value}" if role is Role.CLIENT else ""
+                role_flag = f" --role {role.value}" if role is not None and role is not Role.PEER else ""
                 raise ConfigError(
                     f"no {path.name} in {self.path}: make it where the CA key is with "
                     f"`spirtd certs issue {name}{role_flag} --dir DIR` and copy {name}.crt "

@@ -1,7 +1,9 @@
 """Who a certificate belongs to: its name (the peer id) and its role.
 
 A certificate's subject is CN=<name>, OU=<role>, O=spirt. Peer certificates
-may call every service; client certificates only Control.
+may call every service; client and operator certificates only Control. A
+client may read and cancel only the jobs it submitted; an operator (and a
+peer) may act on any job.
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ IDENTITY_CACHE_SIZE = 1024
 class Role(enum.Enum):
     PEER = "peer"
     CLIENT = "client"
+    OPERATOR = "operator"
+
+    @property
+    def acts_on_any_job(self) -> bool:
+        return self is not Role.CLIENT
 
 
 @dataclass(frozen=True)

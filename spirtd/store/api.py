@@ -13,6 +13,7 @@ them before changing them.
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
 import enum
 import secrets
@@ -22,13 +23,14 @@ from typing import AsyncIterator, ClassVar, Sequence
 import numpy as np
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from spirtd.aggregation import RuleCall, validate_call
 from spirtd.errors import (
     InvalidTensor,
     StoreError,
+    StoreFull,
     StoreUnavailable,
     TensorNotFound,
     WrongType,
@@ -41,6 +43,8 @@ from spirtd.optim import AdamConfig, SgdConfig
 DEFAULT_CHUNK_BYTES = 64 << 20
 MAX_DIMS = 32
 STAGING_SUFFIX = ":spirt-staging:"
+# Written and deleted by flush_to_disk; reserved.
+DURABILITY_BARRIER_KEY = "spirt:durability-barrier"
 
 
 class DType(enum.Enum):
@@ -131,6 +135,8 @@ def translate(exc: ResponseError, key: str | None = None) -> StoreError:
     """Maps an error reply to the error tree, keeping its words."""
     text = error_text(exc)
     where = f" (key {key!r})" if key is not None and key not in text else ""
+    if isinstance(exc, OutOfMemoryError):
+        return StoreFull(f"the store is at its memory limit (maxmemory) and refused the write{where}: {text}")
     if text.startswith("WRONGTYPE"):
         return WrongType(text + where)
     if "key is empty" in text or "does not exist" in text:
@@ -160,6 +166,7 @@ class TensorStore(abc.ABC):
             raise ValueError("chunk_bytes must be >= 1")
         self.client = client
         self.chunk_bytes = chunk_bytes
+        self._durability_lock = asyncio.Lock()
 
     # ---- lifecycle ----
 
@@ -174,6 +181,37 @@ class TensorStore(abc.ABC):
 
     async def ping(self) -> None:
         await self._call("PING")
+
+    async def run_id(self) -> str:
+        """The server's run id: a new one after every restart of the server."""
+        info = await self._call("INFO", "server")  # redis-py parses it into a dict
+        run_id = info.get("run_id") if isinstance(info, dict) else None
+        if not run_id:
+            raise StoreError("the store's INFO reply has no run_id")
+        return str(run_id)
+
+    async def flush_to_disk(self) -> None:
+        """Returns once everything written so far is fsynced to the append
+        only file (when the store keeps one): a durability barrier, for
+        writes that are about to be acknowledged. Redis has no fsync
+        command; with appendfsync always a write is fsynced before its
+        reply, and fsync covers the whole file, so one write under that
+        policy is the barrier. A no-op under always, or without an AOF, or
+        where CONFIG is not allowed."""
+        async with self._durability_lock:
+            try:
+                config = await self.client.config_get("append*")
+            except ResponseError:
+                return  # CONFIG renamed or refused: not ours to tune
+            if config.get("appendonly") != "yes" or config.get("appendfsync") == "always":
+                return
+            policy = config.get("appendfsync", "everysec")
+            await self._call("CONFIG", "SET", "appendfsync", "always")
+            try:
+                await self._call("SET", DURABILITY_BARRIER_KEY, "1")
+                await self._call("DEL", DURABILITY_BARRIER_KEY)
+            finally:
+                await self._call("CONFIG", "SET", "appendfsync", policy)
 
     # ---- tensors ----
 

@@ -42,7 +42,7 @@ from redis.backoff import NoBackoff
 
 from spirtd.clock import Clock, SystemClock
 from spirtd.errors import StoreUnavailable
-from spirtd.store.server import PreparedServer, StoreServerConfig, prepare
+from spirtd.store.server import PreparedServer, StoreServerConfig, prepare, remove_temporary_files
 
 # How much of redis.log an error message or a warning quotes.
 LOG_TAIL_LINES = 20
@@ -217,6 +217,8 @@ class EmbeddedStore:
         try:
             self._prepared = await asyncio.to_thread(prepare, self._cfg)
             await self._refuse_another_server()
+            for path in remove_temporary_files(self._cfg):
+                self._log.warning("removed %s, left by a save or rewrite that was cut short", path)
             await self._start()
             self._tasks = asyncio.TaskGroup()
             await self._tasks.__aenter__()
@@ -232,8 +234,9 @@ class EmbeddedStore:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stops supervising, then shuts the server down (saving unless
-        persistence is none), killing it after cfg.stop_timeout_s. Idempotent."""
+        """Stops supervising, then shuts the server down (flushing its AOF,
+        or saving a snapshot with rdb), killing it after cfg.stop_timeout_s.
+        Idempotent."""
         if self._state is StoreState.CLOSED:
             return
         if self._state is StoreState.CLOSING:
@@ -420,8 +423,10 @@ class EmbeddedStore:
                         await proc.wait()
                 except TimeoutError:
                     self._log.warning(
-                        "the store's redis-server (pid %d) did not stop within %.1fs; killing it",
-                        proc.pid, self._cfg.stop_timeout_s,
+                        "the store's redis-server (pid %d) did not stop within %.1fs ([store] stop_timeout_s); "
+                        "killing it: %s", proc.pid, self._cfg.stop_timeout_s,
+                        "its snapshot is not saved, writes since the last one are lost"
+                        if self._cfg.persistence == "rdb" else "its AOF holds what it acknowledged",
                     )
         finally:
             await self._kill(proc)
@@ -433,9 +438,11 @@ class EmbeddedStore:
             )
 
     async def _request_shutdown(self, proc: asyncio.subprocess.Process) -> None:
-        """SHUTDOWN SAVE (NOSAVE without persistence); SIGTERM if the server
-        does not answer yet (still starting, or loading its data)."""
-        mode = "NOSAVE" if self._cfg.persistence == "none" else "SAVE"
+        """SHUTDOWN SAVE with rdb; NOSAVE otherwise: with an AOF, Redis
+        flushes and fsyncs the log at any shutdown, so a snapshot of a big
+        store would only cost time. SIGTERM if the server does not answer
+        yet (still starting, or loading its data)."""
+        mode = "SAVE" if self._cfg.persistence == "rdb" else "NOSAVE"
         probe = self._probe()
         try:
             try:

@@ -14,11 +14,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from spirtd import machine
 from spirtd.errors import ConfigError
 from spirtd.files import PRIVATE_MODE, write_atomically
+from spirtd.machine import MIB
 from spirtd.store import locate
 
 Persistence = Literal["rdb", "aof", "none"]
+Fsync = Literal["always", "everysec", "no"]
+PERSISTENCE = ("aof", "rdb", "none")
+FSYNC = ("always", "everysec", "no")
+# The store's default memory limit: this share of the machine's memory.
+DEFAULT_MEMORY_SHARE = 0.5
+# Files a save or an AOF rewrite writes before renaming them into place; one
+# left by a store that was killed mid-save is removed at the next start.
+TEMP_FILE_PATTERNS = ("temp-*.rdb", "temp-rewriteaof-*.aof", "appendonlydir/temp-*")
 
 # A unix socket path must fit sockaddr_un.sun_path (108 bytes on Linux).
 MAX_SOCKET_PATH = 107
@@ -29,29 +39,45 @@ PASSWORD_BYTES = 32
 class StoreServerConfig:
     """Settings of one node's colocated store.
 
-    persistence: "rdb" snapshots (the default: saves cost a fork, never a
-        stall of the main thread), "aof" appends every write (fsync each
-        second; big tensors make it large and slow), "none" keeps nothing.
+    persistence: "aof" (the default) appends every write to a log that
+        survives a crash of the store, fsynced as `fsync` says; "rdb" keeps
+        only snapshots taken by `rdb_save` (a crash loses what came after
+        the last one, and a resumed job goes back to the round it holds);
+        "none" keeps nothing.
+    fsync: for "aof": "everysec" (the default) fsyncs once a second, so a
+        crash of the machine loses at most the last second of writes;
+        "always" fsyncs every write before it is acknowledged (each round's
+        commit is then durable when it returns); "no" leaves it to the
+        kernel. Whatever the policy, a job's end is fsynced before it is
+        reported.
     rdb_save: Redis `save` rules for "rdb": "seconds changes" pairs.
+    max_memory_mb: the store's memory limit (maxmemory); None means half of
+        the machine's memory. Writes over it are refused, never evicted
+        (maxmemory-policy noeviction), and a job whose model would not fit
+        is refused at submit.
     module_threads: threads of the module's pool; None means one per CPU.
     max_tensor_bytes: the module refuses bigger tensors; None means half of RAM.
     start_timeout_s: how long a starting server may take to answer PING.
     start_poll_s: how often a starting server is asked for PING: shorter
         notices a ready server sooner, at the cost of a few more connects.
-    stop_timeout_s: how long a stopping server may take before it is killed.
+    stop_timeout_s: how long a stopping server may take before it is killed:
+        with "rdb" it saves a snapshot first, which takes a while for a big
+        store; with "aof" it only flushes the log.
     restart_backoff_s / restart_backoff_max_s: the supervisor waits this
         long after a crash before restarting, doubling up to the maximum, so
         that a server that crashes at start does not spin.
     """
 
     data_dir: Path
-    persistence: Persistence = "rdb"
+    persistence: Persistence = "aof"
+    fsync: Fsync = "everysec"
     rdb_save: str = "900 1 300 10 60 10000"
+    max_memory_mb: int | None = None
     module_threads: int | None = None
     max_tensor_bytes: int | None = None
     start_timeout_s: float = 10.0
     start_poll_s: float = 0.02
-    stop_timeout_s: float = 10.0
+    stop_timeout_s: float = 60.0
     restart_backoff_s: float = 0.2
     restart_backoff_max_s: float = 5.0
     redis_server: Path | None = None
@@ -59,27 +85,38 @@ class StoreServerConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).absolute())
-        if self.persistence not in ("rdb", "aof", "none"):
-            raise ConfigError(f"persistence must be rdb, aof or none, not {self.persistence!r}")
+        if self.persistence not in PERSISTENCE:
+            raise ConfigError(f"persistence must be aof, rdb or none, not {self.persistence!r}")
+        if self.fsync not in FSYNC:
+            raise ConfigError(f"fsync must be always, everysec or no, not {self.fsync!r}")
+        if not isinstance(self.rdb_save, str):
+            raise ConfigError(f"rdb_save must be text like '900 1 300 10', not {self.rdb_save!r}")
         numbers = self.rdb_save.split()
         if not numbers or len(numbers) % 2 or not all(n.isdigit() and int(n) > 0 for n in numbers):
             raise ConfigError(f"rdb_save must be pairs of positive integers 'seconds changes ...', not {self.rdb_save!r}")
-        for name in ("start_timeout_s", "start_poll_s", "stop_timeout_s", "restart_backoff_s"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be > 0")
+        for name in ("start_timeout_s", "start_poll_s", "stop_timeout_s", "restart_backoff_s", "restart_backoff_max_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value == float("inf"):
+                raise ConfigError(f"{name} must be a positive number of seconds, not {value!r}")
         if self.start_poll_s >= self.start_timeout_s:
             raise ConfigError("start_poll_s must be < start_timeout_s")
         if self.restart_backoff_max_s < self.restart_backoff_s:
             raise ConfigError("restart_backoff_max_s must be >= restart_backoff_s")
-        if self.module_threads is not None and not 1 <= self.module_threads <= 256:
-            raise ConfigError("module_threads must be between 1 and 256")
-        if self.max_tensor_bytes is not None and self.max_tensor_bytes < 1:
-            raise ConfigError("max_tensor_bytes must be >= 1")
+        _optional_int(self.module_threads, "module_threads", 1, 256)
+        _optional_int(self.max_tensor_bytes, "max_tensor_bytes", 1, None)
+        _optional_int(self.max_memory_mb, "max_memory_mb", 1, None)
         if len(str(self.socket_path)) > MAX_SOCKET_PATH:
             raise ConfigError(
                 f"the store socket {self.socket_path} is longer than {MAX_SOCKET_PATH} bytes, "
                 "which unix sockets do not allow; choose a shorter data dir"
             )
+
+    @property
+    def memory_limit_bytes(self) -> int:
+        """maxmemory: max_memory_mb, or DEFAULT_MEMORY_SHARE of the machine's."""
+        if self.max_memory_mb is not None:
+            return self.max_memory_mb * MIB
+        return int(machine.memory_bytes() * DEFAULT_MEMORY_SHARE)
 
     @property
     def socket_path(self) -> Path:
@@ -106,6 +143,14 @@ class PreparedServer:
     socket_path: Path
     password: str
     log_path: Path
+
+
+def _optional_int(value: object, name: str, minimum: int, maximum: int | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum else f"an integer >= {minimum}"
+        raise ConfigError(f"{name} must be {bounds}, not {value!r}")
 
 
 def _quote(value: str) -> str:
@@ -158,10 +203,27 @@ def render_config(cfg: StoreServerConfig, password: str, module: Path) -> str:
         "daemonize no",
         " ".join(["loadmodule", _quote(str(module)), *module_args]),
         f"appendonly {'yes' if cfg.persistence == 'aof' else 'no'}",
-        "appendfsync everysec",
+        f"appendfsync {cfg.fsync}",
+        # A log cut short by a crash loses its torn last command, not the store.
+        "aof-load-truncated yes",
         *_save_lines(cfg),
+        f"maxmemory {cfg.memory_limit_bytes}",
+        # Job state is never evicted: over the limit, writes are refused with an error.
+        "maxmemory-policy noeviction",
     ]
     return "\n".join(lines) + "\n"
+
+
+def remove_temporary_files(cfg: StoreServerConfig) -> list[Path]:
+    """Deletes what a save or rewrite killed half-way left behind (call it
+    only while no server runs on the data dir); returns what it removed."""
+    removed = []
+    for pattern in TEMP_FILE_PATTERNS:
+        for path in cfg.data_dir.glob(pattern):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
 
 
 def prepare(cfg: StoreServerConfig) -> PreparedServer:

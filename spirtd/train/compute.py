@@ -27,6 +27,11 @@ from typing import Any, AsyncIterator
 
 import numpy as np
 
+# Imported here, not on first use: a warm worker is ready only once torch,
+# the models and the datasets are loaded, so that its first minibatch costs
+# what every other one does (the pool's start_timeout_s covers the import).
+import torch
+from spirtd.train import datasets as _datasets, models as _models  # noqa: F401
 from spirtd.clock import Clock
 from spirtd.errors import ConfigError
 from spirtd.train import chaos
@@ -106,8 +111,6 @@ def _read_parameters(key: str) -> np.ndarray:
 
 
 def handle(request: dict[str, Any]) -> dict[str, Any]:
-    import torch
-
     torch.set_num_threads(1)
     chaos.apply(request)
     spec = request["spec"]
@@ -135,8 +138,6 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _evaluate(model, data, split: str) -> dict[str, Any]:
-    import torch
-
     x, y = (data.val_x, data.val_y) if split == "val" else (data.test_x, data.test_y)
     if len(y) == 0:
         x, y = data.train_x, data.train_y  # no such split: say how it does on what it learned
@@ -153,28 +154,46 @@ def _evaluate(model, data, split: str) -> dict[str, Any]:
 
 
 # ---- daemon side ----
+# The daemon never builds a real model to check a spec: a skeleton on
+# torch's meta device has the layout and parameter count and no memory.
+
+def _skeleton_of(spec: JobSpec, data) -> Any:
+    from spirtd.train.models import ModelSpec, skeleton
+
+    return skeleton(ModelSpec.from_dict(spec.model.to_dict()), tuple(data.input_shape), data.num_classes)
+
 
 def describe(spec: JobSpec) -> DataShape:
-    """Loads the data and builds the model once: ConfigError (naming the
+    """Loads the data and lays out the model once: ConfigError (naming the
     file or the option) if either cannot be made from this spec."""
-    values = spec.to_dict()
-    data = dataset_of(values)
-    model_of(values, data)
-    return DataShape(n_train=data.n_train, batches_per_epoch=data.batches_per_epoch(spec.batch_size))
+    from spirtd.train.models import num_parameters
+
+    data = dataset_of(spec.to_dict())
+    return DataShape(n_train=data.n_train, batches_per_epoch=data.batches_per_epoch(spec.batch_size),
+                     n_params=num_parameters(_skeleton_of(spec, data)))  # fmt: skip
 
 
 def initial_parameters(spec: JobSpec) -> np.ndarray:
-    from spirtd.train.models import flatten_parameters
+    """Version 0 of the parameters, built afresh (not cached: a big model
+    must not stay in the daemon's memory)."""
+    from spirtd.train.models import ModelSpec, build_model, flatten_parameters
 
-    values = spec.to_dict()
-    return flatten_parameters(model_of(values, dataset_of(values)))
+    data = dataset_of(spec.to_dict())
+    model = build_model(ModelSpec.from_dict(spec.model.to_dict()), tuple(data.input_shape), data.num_classes,
+                        spec.seed)  # fmt: skip
+    return flatten_parameters(model)
+
+
+def model_inputs(spec: JobSpec) -> tuple[tuple[int, ...], int]:
+    """What the model is built for: one sample's shape and the number of classes."""
+    data = dataset_of(spec.to_dict())
+    return tuple(int(d) for d in data.input_shape), int(data.num_classes)
 
 
 def layout(spec: JobSpec) -> list[tuple[str, tuple[int, ...]]]:
     from spirtd.train.models import parameter_layout
 
-    values = spec.to_dict()
-    return parameter_layout(model_of(values, dataset_of(values)))
+    return parameter_layout(_skeleton_of(spec, dataset_of(spec.to_dict())))
 
 
 def training(socket_path: Path, password_file: Path, clock: Clock):

@@ -6,6 +6,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Optimizer state tensors a version may have: SGD's momentum buffer, Adam's moments and step.
+SGD_STATE = ("buf",)
+ADAM_STATE = ("exp_avg", "exp_avg_sq", "step")
+OPTIMIZER_STATE = SGD_STATE + ADAM_STATE
+
+
+JOB_KEY_PREFIX = "job:"
+
+
+def job_of_key(key: str) -> str | None:
+    """The job id a store key belongs to, or None if it is no job's."""
+    if not key.startswith(JOB_KEY_PREFIX):
+        return None
+    job_id, sep, _ = key[len(JOB_KEY_PREFIX) :].partition(":")
+    return job_id if sep and job_id else None
+
 
 @dataclass(frozen=True)
 class JobKeys:
@@ -13,7 +29,7 @@ class JobKeys:
 
     @property
     def prefix(self) -> str:
-        return f"job:{self.job_id}"
+        return f"{JOB_KEY_PREFIX}{self.job_id}"
 
     @property
     def state(self) -> str:
@@ -24,6 +40,10 @@ class JobKeys:
 
     def optimizer(self, name: str, version: int) -> str:
         return f"{self.prefix}:opt:{name}:{version}"
+
+    def version(self, version: int) -> tuple[str, ...]:
+        """Every key of one version: the parameters and each optimizer state."""
+        return (self.params(version), *(self.optimizer(name, version) for name in OPTIMIZER_STATE))
 
     def gradient(self, round_index: int, minibatch: int) -> str:
         return f"{self.prefix}:round:{round_index}:grad:{minibatch}"

@@ -1,109 +1,134 @@
 """The peer's training jobs: accepted, queued, run one at a time, watched,
-cancelled, and picked up again after a restart.
+cancelled, deleted, and picked up again after a restart of the daemon or of
+its store.
 
-A job is acknowledged only once its record (spec and phase) is fsynced in
-DATA_DIR/jobs/, so a crash loses no accepted job; its progress lives in the
-store (runner.py), which the runner resumes from.
+A job is acknowledged only once its record (spec, owner, phase) is fsynced
+in DATA_DIR/jobs/ (records.py), so a crash loses no accepted job; a submit
+that fails leaves no record. Its progress lives in the store (runner.py):
+after the daemon restarts, or the store crashes and comes back, the job
+goes on from the newest round the store holds. Readers (status, model)
+pin the version they read (pins.py), so they always see one consistent
+round. What an ended job keeps is bounded (JobsConfig): the last
+parameters of the newest keep_models jobs, the records of the newest
+keep_jobs; _tidy() deletes the rest, and whatever the store holds of jobs
+that have no record.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
-from dataclasses import asdict, dataclass, field
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from redis.exceptions import RedisError
 
 from spirtd.clock import Clock
-from spirtd.errors import ConfigError, SpirtError
-from spirtd.files import write_atomically
+from spirtd.errors import SpirtError, StoreUnavailable
 from spirtd.store.api import TensorStore
+from spirtd.train import footprint, records
 from spirtd.train import spec as specs
+from spirtd.train.jobs_config import JobsConfig
 from spirtd.train.jobstate import JobPhase, advance
-from spirtd.train.runner import DataShape, Invoker, JobRunner, RoundReport
+from spirtd.train.keys import JobKeys, job_of_key
+from spirtd.train.pins import VersionPins
+from spirtd.train.records import JobRecord
+from spirtd.train.runner import DataShape, Invoker, JobRunner, Progress, RoundReport, delete_version
 
 _log = logging.getLogger("spirtd.train")
-JOBS_DIR = "jobs"
-EVENT_HISTORY_MAX = 10_000
+JOBS_DIR = records.JOBS_DIR
+# How often a job whose store crashed asks whether it is back.
+STORE_POLL_S = 0.1
 
 
 class JobNotFound(SpirtError):
-    """No job with that id on this peer."""
+    """No job with that id on this peer, or none of what was asked of it
+    (its model) is there."""
 
 
-@dataclass
-class JobRecord:
-    """What is kept on disk for each job (fsynced)."""
-
-    id: str
-    spec: dict[str, Any]
-    phase: str = JobPhase.QUEUED.value
-    submitted_unix: float = 0.0
-    error: str = ""
-    test_accuracy: float | None = None
-    digest: str = ""
-    elapsed_s: float = 0.0
-
-    @property
-    def job_phase(self) -> JobPhase:
-        return JobPhase(self.phase)
+class JobBusy(SpirtError):
+    """The job is queued or running, and what was asked needs it ended."""
 
 
 @dataclass
 class JobView:
-    """A job as Control shows it."""
+    """A job as this peer knows it: its record, its spec (None for a
+    quarantined record), the last round committed in the store, the newest
+    round events, and who watches them."""
 
     record: JobRecord
-    spec: specs.JobSpec
-    total_rounds: int = 0
-    round: int = 0
-    loss: float = float("nan")
-    accuracy: float | None = None
-    val_loss: float | None = None
-    retried: int = 0
-    dropped: int = 0
-    events: list[RoundReport] = field(default_factory=list)
+    spec: specs.JobSpec | None
+    progress: Progress = field(default_factory=Progress)
+    events: deque[RoundReport] = field(default_factory=deque)
     watchers: list[asyncio.Queue] = field(default_factory=list)
+    quarantined: Path | None = None
+
+    @property
+    def total_rounds(self) -> int:
+        return self.record.total_rounds
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """What a status call shows: every number from one committed round."""
+
+    view: JobView
+    round: int
+    loss: float | None
+    accuracy: float | None
+    val_loss: float | None
+    retried: int
+    dropped: int
+    digest: str
+    elapsed_s: float
 
 
 @dataclass(frozen=True)
 class Training:
     """What the manager needs from the training computation (compute.py):
     describe(spec) checks a spec against its model and data and returns
-    the data's shape (raises ConfigError); initial_parameters(spec) builds
-    version 0; invoker(spec) opens the worker pool for a job (an async
-    context manager yielding an Invoker)."""
+    the data's shape and the model's size (raises ConfigError);
+    initial_parameters(spec) builds version 0; invoker(spec) opens the
+    worker pool for a job (an async context manager yielding an Invoker)."""
 
     describe: Callable[[specs.JobSpec], DataShape]
     initial_parameters: Callable[[specs.JobSpec], Any]
     invoker: Callable[[specs.JobSpec], Any]
 
 
-def _write_record(folder: Path, record: JobRecord) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{record.id}.json"
-    write_atomically(path, json.dumps(asdict(record)).encode())
-
-
 class JobManager:
-    def __init__(self, data_dir: Path, store: TensorStore, training: Training, clock: Clock) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        store: TensorStore,
+        training: Training,
+        clock: Clock,
+        config: JobsConfig | None = None,
+        *,
+        store_memory_bytes: int | None = None,
+    ) -> None:
         self._folder = Path(data_dir) / JOBS_DIR
         self._store = store
         self._training = training
         self._clock = clock
+        self._config = config or JobsConfig()
+        self._store_memory_bytes = store_memory_bytes
         self._jobs: dict[str, JobView] = {}
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._current: tuple[str, asyncio.Task] | None = None
         self._group: asyncio.TaskGroup | None = None
         self._stack = contextlib.AsyncExitStack()
+        self._pins = VersionPins(lambda job_id, version: delete_version(store, JobKeys(job_id), version))
 
     # ---- lifecycle ----
 
     async def __aenter__(self) -> "JobManager":
-        self._load_records()
+        await self._load_records()
+        await self._tidy()
         self._group = await self._stack.enter_async_context(asyncio.TaskGroup())
         self._loop_task = self._group.create_task(self._serve(), name="jobs")
         return self
@@ -121,73 +146,116 @@ class JobManager:
         await self._stack.aclose()
         self._group = None
 
-    def _load_records(self) -> None:
-        if not self._folder.is_dir():
-            return
-        records = []
-        for path in self._folder.glob("*.json"):
-            try:
-                record = JobRecord(**json.loads(path.read_text()))
-                spec = specs.from_dict(record.spec)
-            except (ValueError, TypeError, ConfigError) as exc:
-                _log.warning("ignoring the damaged job record %s: %s", path, exc)
-                continue
-            records.append((record.submitted_unix, record, spec))
-        for _, record, spec in sorted(records, key=lambda x: x[0]):
-            self._jobs[record.id] = JobView(record, spec)
+    async def _load_records(self) -> None:
+        good, bad = await asyncio.to_thread(records.load_all, self._folder)
+        for record, path in bad:
+            self._jobs[record.id] = JobView(record, None, quarantined=path)
+        for record, spec in good:
+            job = self._new_view(record, spec)
+            self._jobs[record.id] = job
             if not record.job_phase.terminal:
+                job.progress = await self._stored_progress(record.id)
                 self._queue.put_nowait(record.id)
                 _log.info("job %s will resume (it was %s)", record.id, record.phase, extra={"job": record.id})
 
+    def _new_view(self, record: JobRecord, spec: specs.JobSpec | None) -> JobView:
+        return JobView(record, spec, events=deque(maxlen=self._config.event_history))
+
+    async def _stored_progress(self, job_id: str) -> Progress:
+        """The job's last committed round as the store has it (zero if none)."""
+        try:
+            raw = await self._store.client.hgetall(JobKeys(job_id).state)
+            return Progress.from_hash(raw) if raw else Progress()
+        except (RedisError, ValueError, UnicodeDecodeError) as exc:
+            _log.warning("cannot read job %s's progress from the store yet: %s", job_id, exc)
+            return Progress()
+
     # ---- Control ----
 
-    async def submit(self, text: str, fmt: str = "") -> str:
-        """Checks a spec against its model and data, records it, queues it.
-        Raises ConfigError saying what is wrong; then nothing is recorded."""
+    async def submit(self, text: str, fmt: str = "", owner: str = "") -> str:
+        """Checks a spec against its model, data and this peer's limits,
+        records it, queues it. Raises ConfigError (LimitExceeded for what
+        does not fit) saying what is wrong; then nothing is recorded."""
         spec = specs.parse(text, fmt)
         shape = await asyncio.to_thread(self._training.describe, spec)
+        total_rounds = spec.check_length(shape.batches_per_epoch)
+        footprint.check_fits(shape.n_params, spec, self._store_memory_bytes)
         job_id = "j" + secrets.token_hex(5)
-        record = JobRecord(job_id, spec.to_dict(), submitted_unix=self._clock.wall())
-        _write_record(self._folder, record)
-        self._jobs[job_id] = JobView(record, spec, total_rounds=spec.total_rounds(shape.batches_per_epoch))
+        record = JobRecord(job_id, spec.to_dict(), submitted_unix=self._clock.wall(), total_rounds=total_rounds,
+                           owner=owner)  # fmt: skip
+        await asyncio.to_thread(records.write_record, self._folder, record)
+        self._jobs[job_id] = self._new_view(record, spec)
         self._queue.put_nowait(job_id)
-        _log.info("accepted job %s: %s on %s, %d rounds", job_id, spec.model.name, spec.dataset.name,
-                  self._jobs[job_id].total_rounds, extra={"job": job_id})  # fmt: skip
+        _log.info("accepted job %s from %s: %s on %s, %d rounds", job_id, owner or "anyone", spec.model.name,
+                  spec.dataset.name, total_rounds, extra={"job": job_id, "owner": owner})  # fmt: skip
         return job_id
 
     def view(self, job_id: str) -> JobView:
         try:
             return self._jobs[job_id]
         except KeyError:
-            raise JobNotFound(f"no job {job_id!r} on this peer") from None
+            raise JobNotFound(f"no job {job_id[:80]!r} on this peer") from None
+
+    def jobs(self) -> list[JobView]:
+        """Every job, oldest first."""
+        return sorted(self._jobs.values(), key=lambda job: (job.record.submitted_unix, job.record.id))
 
     def elapsed_s(self, job: JobView) -> float:
         if job.record.job_phase.terminal or not job.record.submitted_unix:
             return job.record.elapsed_s
         return self._clock.wall() - job.record.submitted_unix
 
-    async def digest(self, job_id: str) -> str:
+    def _version(self, job: JobView) -> int | None:
+        """The round whose parameters a reader may read now, or None."""
+        record = job.record
+        if record.job_phase.terminal:
+            return record.round if record.model_kept and job.spec is not None else None
+        return job.progress.round
+
+    async def _read_pinned(self, job: JobView, read: Callable[[str], Awaitable[Any]]) -> tuple[int, Any]:
+        version = self._version(job)  # taken and pinned with no await in between
+        if version is None:
+            why = "was not kept (retention: [jobs] keep_models)" if job.record.job_phase.terminal else "is not there"
+            raise JobNotFound(f"the model of job {job.record.id} {why}")
+        async with self._pins.pin(job.record.id, version):
+            key = JobKeys(job.record.id).params(version)
+            if not await self._store.exists(key):
+                if job.record.job_phase.terminal:
+                    raise JobNotFound(f"the store no longer holds the model of job {job.record.id} (round {version})")
+                raise JobNotFound(f"job {job.record.id} has no parameters in the store yet")
+            return version, await read(key)
+
+    async def status(self, job_id: str) -> JobSnapshot:
+        """The job's state, every number from one round (and the digest of
+        that round's parameters)."""
         job = self.view(job_id)
-        if job.record.digest:
-            return job.record.digest
-        key = self._params_key(job)
-        return await self._store.digest(key) if await self._store.exists(key) else ""
+        record = job.record
+        if record.job_phase.terminal:
+            return JobSnapshot(job, record.round, record.loss, record.accuracy, record.val_loss,
+                               job.progress.retried, job.progress.dropped, record.digest, self.elapsed_s(job))  # fmt: skip
+        progress = job.progress  # and, with no await in between, the version _read_pinned pins
+        digest = ""
+        with contextlib.suppress(JobNotFound):
+            _, digest = await self._read_pinned(job, self._store.digest)
+        loss = progress.loss if progress.loss == progress.loss else None
+        return JobSnapshot(job, progress.round, loss, progress.accuracy, progress.val_loss, progress.retried,
+                           progress.dropped, digest, self.elapsed_s(job))  # fmt: skip
 
-    def _params_key(self, job: JobView) -> str:
-        from spirtd.train.keys import JobKeys
-
-        return JobKeys(job.record.id).params(job.round)
-
-    async def parameters(self, job_id: str) -> tuple[specs.JobSpec, Any, str]:
-        """The job's spec, its current flat parameters and their digest."""
+    async def parameters(self, job_id: str) -> tuple[specs.JobSpec, Any, str, int]:
+        """The job's spec, its flat parameters, their digest and the round
+        they are of, all of one round."""
         job = self.view(job_id)
-        key = self._params_key(job)
-        if not await self._store.exists(key):
-            raise JobNotFound(f"job {job_id} has no parameters in the store yet")
-        return job.spec, await self._store.get(key), await self._store.digest(key)
+        if job.spec is None:
+            raise JobNotFound(f"job {job_id} has no model: {job.record.error}")
+
+        async def read(key: str) -> tuple[Any, str]:
+            return await self._store.get(key), await self._store.digest(key)
+
+        version, (flat, digest) = await self._read_pinned(job, read)
+        return job.spec, flat, digest, version
 
     async def watch(self, job_id: str) -> AsyncIterator[RoundReport]:
-        """Every round event so far, then new ones until the job ends."""
+        """The newest round events so far, then new ones until the job ends."""
         job = self.view(job_id)
         queue: asyncio.Queue = asyncio.Queue()
         job.watchers.append(queue)
@@ -213,16 +281,36 @@ class JobManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(self._current[1])
             return job.record.job_phase
+        job.record.model_kept = False  # it never had one
         self._finish(job, JobPhase.CANCELLED, "cancelled before it started")
         return JobPhase.CANCELLED
 
+    async def delete(self, job_id: str) -> None:
+        """Deletes an ended job: its record and everything it has in the store."""
+        job = self.view(job_id)
+        if not job.record.job_phase.terminal:
+            raise JobBusy(f"job {job_id} is {job.record.phase}; cancel it before deleting it")
+        await self._forget(job)
+        _log.info("deleted job %s", job_id, extra={"job": job_id})
+
+    async def _forget(self, job: JobView) -> None:
+        self._jobs.pop(job.record.id, None)
+        self._pins.forget(job.record.id)
+        path = job.quarantined or records.record_path(self._folder, job.record.id)
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+        with contextlib.suppress(StoreUnavailable, RedisError):
+            await self._delete_keys(JobKeys(job.record.id).everything(), keep=set())
+
     # ---- running ----
+
+    def _running(self) -> JobView | None:
+        return self._jobs.get(self._current[0]) if self._current is not None else None
 
     async def _serve(self) -> None:
         while True:
             job_id = await self._queue.get()
-            job = self._jobs[job_id]
-            if job.record.job_phase.terminal:
+            job = self._jobs.get(job_id)
+            if job is None or job.record.job_phase.terminal:
                 continue
             task = self._group.create_task(self._run(job), name=f"job {job_id}")  # type: ignore[union-attr]
             self._current = (job_id, task)
@@ -233,29 +321,71 @@ class JobManager:
                     raise  # the manager is closing
             finally:
                 self._current = None
+            await self._tidy()
 
     async def _run(self, job: JobView) -> None:
         start = self._clock.monotonic()
         try:
             shape = await asyncio.to_thread(self._training.describe, job.spec)
+            job.record.total_rounds = job.spec.check_length(shape.batches_per_epoch)  # type: ignore[union-attr]
             if job.record.job_phase is JobPhase.QUEUED:
                 self._set_phase(job, JobPhase.RUNNING)
             async with self._training.invoker(job.spec) as invoke:
-                runner = self._runner(job, shape, invoke)
-                progress = await runner.load_or_start()
-                self._take(job, progress)
-                phase = await runner.run()
-                test = await runner.evaluate(runner.params_key, "test")
-                job.record.test_accuracy = float(test["accuracy"])
-                job.record.digest = await self._store.digest(runner.params_key)
+                phase, test_accuracy, digest = await self._train(job, shape, invoke)
+            job.record.test_accuracy, job.record.digest = test_accuracy, digest
+            await self._store.flush_to_disk()  # the model is durable before the job is reported done
             self._finish(job, phase, "", self._clock.monotonic() - start)
         except asyncio.CancelledError:
             if job.record.job_phase is JobPhase.RUNNING and self._cancel_requested(job):
                 self._finish(job, JobPhase.CANCELLED, "cancelled", self._clock.monotonic() - start)
             raise
-        except SpirtError as exc:
-            _log.error("job %s failed: %s", job.record.id, exc, extra={"job": job.record.id})
-            self._finish(job, JobPhase.FAILED, str(exc), self._clock.monotonic() - start)
+        except (SpirtError, RedisError) as exc:
+            why = str(exc) if isinstance(exc, SpirtError) else f"the store refused an operation: {exc}"
+            _log.error("job %s failed: %s", job.record.id, why, extra={"job": job.record.id})
+            self._finish(job, JobPhase.FAILED, why, self._clock.monotonic() - start)
+        except Exception as exc:  # noqa: BLE001 - a bug in one job must not take the peer down
+            _log.exception("job %s failed on an internal error", job.record.id, extra={"job": job.record.id})
+            self._finish(job, JobPhase.FAILED, f"internal error ({type(exc).__name__}: {exc}); the peer's log "
+                         "has the details", self._clock.monotonic() - start)  # fmt: skip
+
+    async def _train(self, job: JobView, shape: DataShape, invoke: Invoker) -> tuple[JobPhase, float, str]:
+        """Runs the job to its end; when the store crashes and comes back,
+        goes on from the newest round it holds (from round 0, saying so,
+        when it holds none of the job)."""
+        while True:
+            run_id = await self._store.run_id()
+            runner = self._runner(job, shape, invoke)
+            try:
+                before = job.progress.round
+                _, found = await runner.load_or_start()
+                if not found and before > 0:
+                    self._note(job, f"the store holds none of this job (it lost its data); the job starts over from "
+                               f"round 0 (it was at round {before})")  # fmt: skip
+                phase = await runner.run()
+                test = await runner.evaluate(runner.params_key, "test")
+                return phase, float(test["accuracy"]), await self._store.digest(runner.params_key)
+            except (SpirtError, RedisError, OSError) as exc:
+                if not await self._store_restarted(run_id):
+                    raise
+                _log.warning("job %s: the store restarted (%s); going on from the newest round it holds",
+                             job.record.id, exc, extra={"job": job.record.id})  # fmt: skip
+                self._note(job, "the store restarted; the job goes on from the newest round it holds")
+
+    async def _store_restarted(self, run_id: str) -> bool:
+        """Whether the store is another run than run_id, waiting (up to
+        store_restart_wait_s) while it does not answer."""
+        waited = 0.0
+        while True:
+            try:
+                return await self._store.run_id() != run_id
+            except StoreUnavailable:
+                if waited >= self._config.store_restart_wait_s:
+                    raise StoreUnavailable(
+                        f"the store did not come back within {self._config.store_restart_wait_s:g} s "
+                        "([jobs] store_restart_wait_s)"
+                    ) from None
+            await self._clock.sleep(STORE_POLL_S)
+            waited += STORE_POLL_S
 
     def _cancel_requested(self, job: JobView) -> bool:
         # The loop task is cancelled too when the daemon stops: then the job
@@ -266,39 +396,84 @@ class JobManager:
         async def initial() -> Any:
             return await asyncio.to_thread(self._training.initial_parameters, job.spec)
 
-        runner = JobRunner(job.record.id, job.spec, self._store, invoke, self._clock, shape, initial,
-                           lambda report: self._on_round(job, report))  # fmt: skip
-        job.total_rounds = runner.total_rounds
-        return runner
+        def committed(progress: Progress) -> None:
+            job.progress = progress
 
-    def _take(self, job: JobView, progress: Any) -> None:
-        job.round, job.loss, job.accuracy, job.val_loss = progress.round, progress.loss, progress.accuracy, progress.val_loss
-        job.retried, job.dropped = progress.retried, progress.dropped
+        return JobRunner(job.record.id, job.spec, self._store, invoke, self._clock, shape, initial,  # type: ignore[arg-type]
+                         lambda report: self._publish(job, report), on_commit=committed,
+                         retire=lambda version: self._pins.retire(job.record.id, version))  # fmt: skip
 
-    def _on_round(self, job: JobView, report: RoundReport) -> None:
-        job.round, job.loss, job.accuracy, job.val_loss = report.round, report.loss, report.accuracy, report.val_loss
-        job.retried += report.retried
-        job.dropped += report.dropped
-        self._publish(job, report)
+    def _note(self, job: JobView, message: str) -> None:
+        """An event that is no round: something happened to the job."""
+        p = job.progress
+        self._publish(job, RoundReport(round=p.round, total_rounds=job.total_rounds, loss=p.loss,
+                                       phase=job.record.job_phase, accuracy=p.accuracy, val_loss=p.val_loss,
+                                       message=message))  # fmt: skip
 
     def _publish(self, job: JobView, report: RoundReport) -> None:
-        if len(job.events) < EVENT_HISTORY_MAX:
-            job.events.append(report)
+        job.events.append(report)
         for queue in job.watchers:
             queue.put_nowait(report)
 
     def _set_phase(self, job: JobView, phase: JobPhase) -> None:
         job.record.phase = advance(job.record.job_phase, phase).value
-        _write_record(self._folder, job.record)
+        records.write_record(self._folder, job.record)
 
     def _finish(self, job: JobView, phase: JobPhase, error: str, elapsed_s: float = 0.0) -> None:
-        job.record.error = error
-        job.record.elapsed_s = elapsed_s
+        p, record = job.progress, job.record
+        record.error, record.elapsed_s, record.finished_unix = error, elapsed_s, self._clock.wall()
+        record.round, record.accuracy, record.val_loss = p.round, p.accuracy, p.val_loss
+        record.loss = p.loss if p.loss == p.loss else None
         self._set_phase(job, phase)
         words = {JobPhase.SUCCEEDED: "finished", JobPhase.STOPPED_EARLY: "stopped early (no improvement)",
                  JobPhase.FAILED: f"failed: {error}", JobPhase.CANCELLED: "was cancelled"}  # fmt: skip
-        _log.info("job %s %s after %d rounds", job.record.id, words[phase], job.round,
-                  extra={"job": job.record.id, "phase": phase.value})  # fmt: skip
-        self._publish(job, RoundReport(round=job.round, total_rounds=job.total_rounds, loss=job.loss,
-                                       phase=phase, accuracy=job.accuracy, val_loss=job.val_loss,
-                                       message=error or words[phase]))  # fmt: skip
+        _log.info("job %s %s after %d rounds", record.id, words[phase], p.round,
+                  extra={"job": record.id, "phase": phase.value})  # fmt: skip
+        self._note(job, error or words[phase])
+
+    # ---- retention ----
+
+    async def _tidy(self) -> None:
+        """Applies the retention settings to ended jobs, and deletes what the
+        store holds of jobs that have no record (or no longer need it)."""
+        ended = sorted((j for j in self._jobs.values() if j.record.job_phase.terminal),
+                       key=lambda j: (j.record.finished_unix, j.record.submitted_unix), reverse=True)  # fmt: skip
+        for job in ended[self._config.keep_jobs :]:
+            await self._forget(job)
+            _log.info("deleted the record of job %s (retention: [jobs] keep_jobs = %d)", job.record.id,
+                      self._config.keep_jobs, extra={"job": job.record.id})  # fmt: skip
+        for job in ended[self._config.keep_models : self._config.keep_jobs]:
+            if job.record.model_kept:
+                job.record.model_kept = False
+                await asyncio.to_thread(records.write_record, self._folder, job.record)
+        try:
+            await self._delete_stale_keys()
+        except (StoreUnavailable, RedisError) as exc:
+            _log.warning("could not tidy the store yet: %s", exc)
+
+    async def _delete_stale_keys(self) -> None:
+        """Everything of ended jobs but their kept model, and everything of
+        jobs unknown here, goes; running and queued jobs are the runner's."""
+        stale = []
+        async for raw in self._store.client.scan_iter(match="job:*"):
+            key = raw.decode(errors="replace")
+            job = self._jobs.get(job_of_key(key) or "")
+            if job is None:
+                stale.append(raw)
+            elif job.record.job_phase.terminal:
+                version = self._version(job)
+                kept = version is not None and key == JobKeys(job.record.id).params(version)
+                held = any(key == JobKeys(job.record.id).params(v) and self._pins.held(job.record.id, v)
+                           for v in (job.record.round,))  # fmt: skip
+                if not kept and not held:
+                    stale.append(raw)
+        for start in range(0, len(stale), DELETE_BATCH):
+            await self._store.client.delete(*stale[start : start + DELETE_BATCH])
+
+    async def _delete_keys(self, pattern: str, keep: set[str]) -> None:
+        doomed = [k async for k in self._store.client.scan_iter(match=pattern) if k.decode() not in keep]
+        for start in range(0, len(doomed), DELETE_BATCH):
+            await self._store.client.delete(*doomed[start : start + DELETE_BATCH])
+
+
+DELETE_BATCH = 512

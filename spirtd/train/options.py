@@ -106,8 +106,8 @@ def integer(minimum: int | None = None, maximum: int | None = None) -> Parser:
     return parse
 
 
-def number(minimum: float | None = None, *, strict: bool = False) -> Parser:
-    """A finite float, at least minimum (above it, when strict)."""
+def number(minimum: float | None = None, *, strict: bool = False, maximum: float | None = None) -> Parser:
+    """A finite float, at least minimum (above it, when strict), at most maximum."""
 
     def parse(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -116,6 +116,8 @@ def number(minimum: float | None = None, *, strict: bool = False) -> Parser:
             raise ConfigError(f"must be finite, got {value!r}")
         if minimum is not None and (value < minimum or (strict and value == minimum)):
             raise ConfigError(f"must be {'>' if strict else '>='} {minimum}, got {value!r}")
+        if maximum is not None and value > maximum:
+            raise ConfigError(f"must be <= {maximum}, got {value!r}")
         return float(value)
 
     return parse
@@ -129,8 +131,8 @@ def fraction(value: Any) -> float:
     return parsed
 
 
-def int_tuple(minimum: int = 1, *, min_len: int = 0, max_len: int | None = None) -> Parser:
-    """A list or tuple of ints, each at least minimum, of length in
+def int_tuple(minimum: int = 1, *, maximum: int | None = None, min_len: int = 0, max_len: int | None = None) -> Parser:
+    """A list or tuple of ints, each in [minimum, maximum], of length in
     [min_len, max_len]; returned as a tuple."""
 
     def parse(value: Any) -> tuple[int, ...]:
@@ -138,6 +140,8 @@ def int_tuple(minimum: int = 1, *, min_len: int = 0, max_len: int | None = None)
             raise ConfigError(f"must be a list of integers, got {value!r}")
         if any(v < minimum for v in value):
             raise ConfigError(f"must hold integers >= {minimum}, got {list(value)!r}")
+        if maximum is not None and any(v > maximum for v in value):
+            raise ConfigError(f"must hold integers <= {maximum}, got {list(value)!r}")
         if len(value) < min_len or (max_len is not None and len(value) > max_len):
             wanted = f"{min_len}" if max_len == min_len else f"{min_len} to {max_len or 'any'}"
             raise ConfigError(f"must hold {wanted} integers, got {list(value)!r}")

@@ -18,23 +18,43 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Protocol
 
+from redis.exceptions import ResponseError
+
 from spirtd.aggregation import validate_call
 from spirtd.clock import Clock
 from spirtd.errors import AggregationError, SpirtError
 from spirtd.optim import AdamConfig
 from spirtd.store.api import TensorStore
 from spirtd.train.jobstate import JobPhase, Patience, evaluation_due, minibatches_of_round
-from spirtd.train.keys import JobKeys
+from spirtd.train.keys import ADAM_STATE, SGD_STATE, JobKeys
 from spirtd.train.spec import JobSpec
 
 _log = logging.getLogger("spirtd.train")
-SGD_STATE = ("buf",)
-ADAM_STATE = ("exp_avg", "exp_avg_sq", "step")
 
 
 class RoundFailed(SpirtError):
     """A round could not be completed (every minibatch failed, too few for
     the aggregation rule, or it ran out of time)."""
+
+
+class StoreRestarted(SpirtError):
+    """The store restarted while a round ran: the round is not committed
+    (what it computed may be half gone) and is done again from the newest
+    round the store holds."""
+
+
+# The commit of a round, refused unless the store is still the server the
+# round started on (its run id changes at every restart): a round that saw
+# the store crash is never committed.
+COMMIT_SCRIPT = """
+local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+if run ~= ARGV[1] then
+  return redis.error_reply('SPIRT_RESTARTED the store restarted during the round')
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 'OK'
+"""
+RESTARTED_REPLY = "SPIRT_RESTARTED"
 
 
 class Invoker(Protocol):
@@ -51,6 +71,7 @@ class DataShape:
 
     n_train: int
     batches_per_epoch: int
+    n_params: int = 0
 
 
 @dataclass
@@ -106,6 +127,11 @@ class Progress:
 
 
 class JobRunner:
+    """on_commit(progress) is called, with no await in between, as soon as
+    a round's transaction is in the store; retire(version) then lets go of
+    the previous version of the parameters and optimizer state (readers may
+    still hold it: see pins.py)."""
+
     def __init__(
         self,
         job_id: str,
@@ -116,6 +142,8 @@ class JobRunner:
         data: DataShape,
         initial_params: Callable[[], Awaitable[Any]],
         on_round: Callable[[RoundReport], None],
+        on_commit: Callable[[Progress], None] = lambda progress: None,
+        retire: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.job_id = job_id
         self.spec = spec
@@ -126,41 +154,65 @@ class JobRunner:
         self._data = data
         self._initial_params = initial_params
         self._on_round = on_round
+        self._on_commit = on_commit
+        self._retire = retire or (lambda version: delete_version(store, self.keys, version))
         self.total_rounds = spec.total_rounds(data.batches_per_epoch)
         self.progress = Progress()
         self._spec_dict = spec.to_dict()
+        self._round_run_id = ""
 
     @property
     def params_key(self) -> str:
         return self.keys.params(self.progress.round)
 
-    async def load_or_start(self) -> Progress:
-        """Picks up where the store says the job is, or puts version 0 of the
-        parameters there. Leftovers of an interrupted round are dropped."""
+    async def load_or_start(self) -> tuple[Progress, bool]:
+        """Picks up at the newest round the store holds, or puts version 0
+        of the parameters there; returns the progress and whether it found
+        the job in the store. Everything else of the job in the store
+        (leftovers of an interrupted round, older versions) is dropped."""
         raw = await self._store.client.hgetall(self.keys.state)
-        if raw and await self._store.exists(self.keys.params(int(raw.get(b"round", b"0")))):
-            self.progress = Progress.from_hash(raw)
-            for leftover in (self.progress.round - 1, self.progress.round):
-                await self._drop_round(leftover)
+        found = False
+        if raw:
+            try:
+                progress = Progress.from_hash(raw)
+                found = await self._store.exists(self.keys.params(progress.round))
+            except (ValueError, UnicodeDecodeError) as exc:
+                _log.error("job %s: its state in the store is damaged (%s); it starts over", self.job_id, exc,
+                           extra={"job": self.job_id})  # fmt: skip
+        if found:
+            self.progress = progress
             _log.info("job %s resumes at round %d of %d", self.job_id, self.progress.round, self.total_rounds,
                       extra={"job": self.job_id, "round": self.progress.round})  # fmt: skip
         else:
+            await self._drop_all_but(None)
             await self._store.set(self.keys.params(0), await self._initial_params())
             self.progress = Progress()
             await self._store.client.hset(self.keys.state, mapping=self.progress.to_hash())
-        return self.progress
+        await self._drop_all_but(self.progress.round)
+        self._on_commit(self.progress)
+        return self.progress, found
+
+    async def _drop_all_but(self, version: int | None) -> None:
+        keep = set() if version is None else {self.keys.state, *self.keys.version(version)}
+        client = self._store.client
+        extra = [key async for key in client.scan_iter(match=self.keys.everything()) if key.decode() not in keep]
+        if extra:
+            await client.delete(*extra)
 
     async def run(self) -> JobPhase:
-        """Runs the remaining rounds; returns SUCCEEDED or STOPPED_EARLY."""
-        while self.progress.round < self.total_rounds:
+        """Runs the remaining rounds; returns SUCCEEDED or STOPPED_EARLY
+        (also when it resumes a job that had already stopped)."""
+        while True:
+            if self.progress.round > 0 and self.progress.patience.exhausted(self.spec.patience):
+                return JobPhase.STOPPED_EARLY
+            if self.progress.round >= self.total_rounds:
+                return JobPhase.SUCCEEDED
             report = await self.run_round(self.progress.round)
             self._on_round(report)
-            if self.progress.patience.exhausted(self.spec.patience):
-                return JobPhase.STOPPED_EARLY
-        return JobPhase.SUCCEEDED
 
     async def run_round(self, r: int) -> RoundReport:
         times: dict[str, float] = {}
+        self._round_run_id = await self._store.run_id()
         start = self._clock.monotonic()
         grads, weights, losses, retried, dropped = await self._compute(r)
         times["compute"] = self._clock.monotonic() - start
@@ -247,13 +299,19 @@ class JobRunner:
                                        buffer=nxt("buf") if cfg.momentum > 0 else None)  # fmt: skip
 
     async def _commit(self, r: int, progress: Progress) -> None:
-        """Round r+1 becomes current and version r goes, in one transaction."""
-        old = [self.keys.params(r), *(self.keys.optimizer(n, r) for n in SGD_STATE + ADAM_STATE)]
-        async with self._store.client.pipeline(transaction=True) as pipe:
-            pipe.hset(self.keys.state, mapping=progress.to_hash())
-            pipe.delete(*old)
-            await pipe.execute()
+        """Round r+1 becomes current in one transaction; then version r and
+        the round's gradients go (a crash in between leaves leftovers that
+        load_or_start drops)."""
+        fields = [part for pair in progress.to_hash().items() for part in pair]
+        try:
+            await self._store.client.eval(COMMIT_SCRIPT, 1, self.keys.state, self._round_run_id, *fields)
+        except ResponseError as exc:
+            if str(exc).startswith(RESTARTED_REPLY):
+                raise StoreRestarted(f"the store restarted during round {r}; the round is done again") from None
+            raise
         self.progress = progress
+        self._on_commit(progress)
+        await self._retire(r)
         await self._drop_round(r)
 
     async def _drop_round(self, r: int) -> None:
@@ -261,6 +319,11 @@ class JobRunner:
         leftovers = [key async for key in client.scan_iter(match=self.keys.round_pattern(r))]
         if leftovers:
             await client.delete(*leftovers)
+
+
+async def delete_version(store: TensorStore, keys: JobKeys, version: int) -> None:
+    """Deletes one version of a job's parameters and optimizer state."""
+    await store.delete(*keys.version(version))
 
 
 async def _gather(invoke: Invoker, requests: list[dict[str, Any]]) -> list[Any]:

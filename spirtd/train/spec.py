@@ -41,10 +41,27 @@ from typing import Any, Mapping
 
 from spirtd.aggregation import validate_call
 from spirtd.errors import AggregationError, ConfigError
+from spirtd.machine import memory_mb as machine_memory_mb
 from spirtd.optim import AdamConfig, SgdConfig
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 WORKER_MODES = ("warm", "cold")
+
+# Bounds of every number in a spec: what the wire (uint64 rounds, uint32
+# minibatch counts), the store (Krum's n^2 distances) and one machine can
+# hold, with room to spare. A spec outside them is refused at submit.
+MAX_SPEC_BYTES = 64 << 10
+MAX_NAME_CHARS = 200
+MAX_ROUNDS = 10**9
+MAX_EPOCHS = 10**6
+MAX_BATCH_SIZE = 1 << 16
+MAX_MINIBATCHES_PER_ROUND = 1024
+MAX_SEED = 2**63 - 1
+MAX_PATIENCE = 10**6
+MAX_INVOCATION_TIMEOUT_S = 24 * 3600.0
+MAX_ROUND_TIMEOUT_S = 7 * 24 * 3600.0
+MAX_ATTEMPTS = 100
+MAX_CONCURRENCY = 256
 
 
 def _unknown(values: Mapping[str, Any], known: set[str], where: str) -> None:
@@ -53,17 +70,28 @@ def _unknown(values: Mapping[str, Any], known: set[str], where: str) -> None:
         raise ConfigError(f"unknown key {extra[0]!r} in {where}; known keys: {', '.join(sorted(known))}")
 
 
-def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
+def _shown(value: Any) -> str:
+    """A value for an error message, cut short (a spec may hold huge numbers)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
+
+
+def _positive_int(value: Any, name: str, minimum: int = 1, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {_shown(value)}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum}, got {_shown(value)}")
     return value
 
 
-def _number(value: Any, name: str, minimum: float = 0.0, strict: bool = False) -> float:
+def _number(value: Any, name: str, minimum: float = 0.0, strict: bool = False,
+            maximum: float | None = None) -> float:  # fmt: skip
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        raise ConfigError(f"{name} must be a finite number, got {_shown(value)}")
     if value < minimum or (strict and value == minimum):
-        raise ConfigError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value!r}")
+        raise ConfigError(f"{name} must be {'>' if strict else '>='} {minimum}, got {_shown(value)}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum:g}, got {_shown(value)}")
     return float(value)
 
 
@@ -159,6 +187,16 @@ class JobSpec:
             return self.rounds
         return max(1, math.ceil((self.epochs or 0.0) * batches_per_epoch / self.minibatches_per_round))
 
+    def check_length(self, batches_per_epoch: int) -> int:
+        """total_rounds, or ConfigError when epochs make more than MAX_ROUNDS."""
+        rounds = self.total_rounds(batches_per_epoch)
+        if rounds > MAX_ROUNDS:
+            raise ConfigError(
+                f"epochs = {self.epochs:g} of {batches_per_epoch} minibatches, {self.minibatches_per_round} a round, "
+                f"make {rounds} rounds; at most {MAX_ROUNDS}"
+            )
+        return rounds
+
     def to_dict(self) -> dict[str, Any]:
         """The spec as plain data that from_dict reads back (settings left
         unset, like rounds when epochs is given, are left out)."""
@@ -194,13 +232,14 @@ def _check_tables(spec: JobSpec) -> None:
     if not isinstance(opt.betas, (list, tuple)) or len(opt.betas) != 2:
         raise ConfigError(f"optimizer betas must be two numbers, got {opt.betas!r}")
     opt.config()  # the same checks the store step makes (ConfigError)
-    for name in ("invocation_timeout_s", "round_timeout_s"):
-        _number(getattr(spec.limits, name), f"limits {name}", strict=True)
-    _positive_int(spec.limits.invocation_memory_mb, "limits invocation_memory_mb")
-    _positive_int(spec.limits.max_attempts, "limits max_attempts")
+    _number(spec.limits.invocation_timeout_s, "limits invocation_timeout_s", strict=True,
+            maximum=MAX_INVOCATION_TIMEOUT_S)  # fmt: skip
+    _number(spec.limits.round_timeout_s, "limits round_timeout_s", strict=True, maximum=MAX_ROUND_TIMEOUT_S)
+    _positive_int(spec.limits.invocation_memory_mb, "limits invocation_memory_mb", maximum=machine_memory_mb())
+    _positive_int(spec.limits.max_attempts, "limits max_attempts", maximum=MAX_ATTEMPTS)
     if spec.workers.mode not in WORKER_MODES:
-        raise ConfigError(f"workers mode must be warm or cold, not {spec.workers.mode!r}")
-    _positive_int(spec.workers.concurrency, "workers concurrency")
+        raise ConfigError(f"workers mode must be warm or cold, not {_shown(spec.workers.mode)}")
+    _positive_int(spec.workers.concurrency, "workers concurrency", maximum=MAX_CONCURRENCY)
     try:
         validate_call(spec.aggregation.rule, spec.minibatches_per_round, spec.aggregation.options())
     except AggregationError as exc:
@@ -225,25 +264,28 @@ def from_dict(values: Mapping[str, Any]) -> JobSpec:
     if "optimizer" in values and isinstance(values["optimizer"].get("betas"), list):
         kwargs["optimizer"] = OptimizerSpec(**{**values["optimizer"], "betas": tuple(values["optimizer"]["betas"])})
     spec = JobSpec(**kwargs)
-    _positive_int(spec.batch_size, "batch_size")
-    _positive_int(spec.minibatches_per_round, "minibatches_per_round")
+    _positive_int(spec.batch_size, "batch_size", maximum=MAX_BATCH_SIZE)
+    _positive_int(spec.minibatches_per_round, "minibatches_per_round", maximum=MAX_MINIBATCHES_PER_ROUND)
     if spec.rounds is not None:
-        _positive_int(spec.rounds, "rounds")
+        _positive_int(spec.rounds, "rounds", maximum=MAX_ROUNDS)
     if spec.epochs is not None:
-        _number(spec.epochs, "epochs", strict=True)
-    if isinstance(spec.seed, bool) or not isinstance(spec.seed, int) or spec.seed < 0:
-        raise ConfigError(f"seed must be an integer >= 0, got {spec.seed!r}")
-    _positive_int(spec.eval_every, "eval_every")
-    _positive_int(spec.patience, "patience", minimum=0)
+        _number(spec.epochs, "epochs", strict=True, maximum=MAX_EPOCHS)
+    _positive_int(spec.seed, "seed", minimum=0, maximum=MAX_SEED)
+    _positive_int(spec.eval_every, "eval_every", maximum=MAX_ROUNDS)
+    _positive_int(spec.patience, "patience", minimum=0, maximum=MAX_PATIENCE)
     _number(spec.min_delta, "min_delta")
     if not isinstance(spec.name, str):
         raise ConfigError("name must be text")
+    if len(spec.name) > MAX_NAME_CHARS or not spec.name.isprintable():
+        raise ConfigError(f"name must be at most {MAX_NAME_CHARS} printable characters, got {len(spec.name)} characters")
     _check_tables(spec)
     return spec
 
 
 def parse(text: str, fmt: str = "") -> JobSpec:
     """A job spec from TOML or JSON text (fmt "toml", "json", or "" to guess)."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_SPEC_BYTES:
+        raise ConfigError(f"the job spec is {len(text.encode('utf-8', 'surrogatepass'))} bytes; at most {MAX_SPEC_BYTES}")
     fmt = fmt or ("json" if text.lstrip().startswith("{") else "toml")
     try:
         if fmt == "json":
@@ -251,7 +293,12 @@ def parse(text: str, fmt: str = "") -> JobSpec:
         elif fmt == "toml":
             values = tomllib.loads(text)
         else:
-            raise ConfigError(f"spec format must be toml or json, not {fmt!r}")
+            raise ConfigError(f"spec format must be toml or json, not {_shown(fmt)}")
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"the job spec is not valid {fmt.upper()}: {exc}") from exc
-    return from_dict(values)
+    except RecursionError:
+        raise ConfigError(f"the job spec is not valid {fmt.upper()}: it is nested too deeply") from None
+    try:
+        return from_dict(values)
+    except RecursionError:
+        raise ConfigError("the job spec is nested too deeply") from None

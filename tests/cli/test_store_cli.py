@@ -111,7 +111,9 @@ def test_store_serve_until_sigterm(data_root: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(WAIT_S) == 0, log.read_text()
         assert not pid_exists(redis_pid)
-        assert (data_dir / "dump.rdb").exists()  # SHUTDOWN SAVE with rdb
+        # aof by default: the log holds the write, and no snapshot was taken
+        assert not (data_dir / "dump.rdb").exists()
+        assert (data_dir / "appendonly.aof").exists() or (data_dir / "appendonlydir").is_dir()
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -28,14 +28,17 @@ push_pull_interval_s = 3.0
 
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory) -> Path:
-    """A cluster CA with peers, a client, an expired peer and a stranger's
-    certificate (another CA) copied in as other.crt/other.key."""
+    """A cluster CA with peers, two clients (client, bob), an operator (ops),
+    an expired peer and a stranger's certificate (another CA) copied in as
+    other.crt/other.key."""
     root = tmp_path_factory.mktemp("certs")
     folder = root / "ca"
     ca.init_ca(folder)
     for name in PEER_NAMES:
         ca.issue(folder, name, ips=["127.0.0.1"])
     ca.issue(folder, "client", role=Role.CLIENT)
+    ca.issue(folder, "bob", role=Role.CLIENT)
+    ca.issue(folder, "ops", role=Role.OPERATOR)
     past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=30)
     ca.issue(folder, "old", now=past, days=1)
     stranger = root / "stranger"
@@ -55,10 +58,16 @@ def peer_certs_dir(certs: Path, root: Path, name: str) -> Path:
     return own
 
 
+LOG_TAIL_LINES = 60
+
+
 @pytest.fixture
 def peers(short_tmp, certs):
     group = Peers(short_tmp, certs, config_text=FAST_CONFIG)
     yield group
     problems = group.close()
+    for peer in group.started:  # captured: pytest shows it when the test failed
+        lines = peer.log_text().splitlines()[-LOG_TAIL_LINES:]
+        print(f"--- the last {len(lines)} lines of {peer.id}'s log ---", *lines, sep="\n")
     if problems:
         pytest.fail("; ".join(problems))

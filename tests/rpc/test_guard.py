@@ -148,9 +148,13 @@ async def test_guard_refuses_a_spoofed_sender(certs, served):
 
 async def test_guard_refuses_oversized_messages(certs, served):
     port, _, counters = served
-    err = await refused(certs, port, "peer2", "/spirt.v1.Membership/Gossip", b"x" * (LIMIT + 1))
-    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert err.details() == f"a message of {LIMIT + 1} bytes is over the limit of {LIMIT} bytes"
+    # One limit, whatever the size: the caller always hears max_message_bytes.
+    for size in (LIMIT + 1, 2 * LIMIT + 1, 50 * LIMIT):
+        err = await refused(certs, port, "peer2", "/spirt.v1.Membership/Gossip", b"x" * size)
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert f"Received message larger than max ({size} vs. {LIMIT})" in err.details()
+    assert counters.get("refused.oversized") == 3
+    assert await call(certs, port, "peer2", "/spirt.v1.Membership/Gossip", b"x" * (LIMIT - 10)) == b"peer2"
 
     async def pieces():
         yield b"x" * 10
@@ -160,6 +164,6 @@ async def test_guard_refuses_oversized_messages(certs, served):
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await ch.stream_unary("/spirt.v1.Membership/Total")(pieces(), timeout=CALL_TIMEOUT_S)
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert counters.get("refused.oversized") == 2
+    assert f"vs. {LIMIT})" in info.value.details()
     # and the server still serves its members
     assert await call(certs, port, "peer2", "/spirt.v1.Membership/Gossip") == b"peer2"

@@ -56,6 +56,19 @@ def test_trace_parser_drops_the_trace_and_keeps_other_lines():
     assert not any("handshake" in line.lower() for line in passed)
 
 
+def test_trace_parser_drops_source_location_traces_under_any_line():
+    """What a peer's log filled with while a seed did not answer (the header
+    comes with a trailing space there)."""
+    text = ("E1201 23:17:02.000000 1 posix_engine.cc:309] connect failed: Connection refused\n"
+            "=== Source Location Trace: === \nsrc/core/lib/event_engine/posix_engine/posix_engine.cc:309\n\n"
+            "2026-12-01 23:17:03,920 WARNING spirtd: could not join yet\n"
+            "=== Source Location Trace: ===\nsrc/core/util/status_helper.cc:68\n"
+            "a line of our own\n")  # fmt: skip
+    passed, _ = parse(text)
+    assert passed == ["E1201 23:17:02.000000 1 posix_engine.cc:309] connect failed: Connection refused",
+                      "2026-12-01 23:17:03,920 WARNING spirtd: could not join yet", "a line of our own"]
+
+
 @pytest.mark.parametrize(
     "error, reason",
     [

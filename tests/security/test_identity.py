@@ -65,7 +65,7 @@ def role_is(role: str) -> list:
         (without(NameOID.COMMON_NAME), "has no single common name"),
         (
             role_is("admin"),
-            "certificate of 'node1' has an unknown role 'admin' (known: peer, client)",
+            "certificate of 'node1' has an unknown role 'admin' (known: peer, client, operator)",
         ),
         (role_is("PEER"), "unknown role 'PEER'"),
         ([*SUBJECT_OK, (NameOID.ORGANIZATIONAL_UNIT_NAME, "client")], "has no single role (OU)"),

@@ -184,13 +184,46 @@ async def test_embedded_restarts_after_sigkill_with_data(make_cfg, persistence: 
 
 
 async def test_embedded_shutdown_saves_per_persistence(make_cfg) -> None:
-    """aclose saves with rdb (SHUTDOWN SAVE) and keeps nothing with none."""
-    for persistence, kept in (("rdb", True), ("none", False)):
+    """aclose saves with rdb (SHUTDOWN SAVE), relies on the log with aof
+    (no snapshot of a big store to wait for), and keeps nothing with none."""
+    for persistence, kept in (("rdb", True), ("aof", True), ("none", False)):
         cfg = make_cfg(f"n-{persistence}", persistence=persistence)
         async with EmbeddedStore(cfg) as store:
             await with_client(store, lambda c: c.execute_command(*tensorset("k", 7)))
+        assert (cfg.data_dir / "dump.rdb").exists() is (persistence == "rdb")
         async with EmbeddedStore(cfg) as store:
             assert await with_client(store, lambda c: c.exists("k")) == int(kept)
+
+
+async def test_embedded_removes_temporary_files_of_a_cut_short_save(make_cfg, caplog) -> None:
+    cfg = make_cfg(persistence="aof")
+    cfg.data_dir.mkdir(mode=0o700)
+    left = [cfg.data_dir / "temp-4242.rdb", cfg.data_dir / "temp-rewriteaof-bg-4243.aof"]
+    for path in left:
+        path.write_bytes(b"\0" * 4096)
+    kept = cfg.data_dir / "notes.txt"
+    kept.write_text("not redis's")
+    async with EmbeddedStore(cfg):
+        assert not any(path.exists() for path in left) and kept.exists()
+    assert sum("left by a save or rewrite that was cut short" in r.getMessage() for r in caplog.records) == 2
+
+
+async def test_embedded_writes_over_the_memory_limit_are_refused_never_evicted(make_cfg) -> None:
+    cfg = make_cfg(max_memory_mb=8)
+    async with EmbeddedStore(cfg) as store:
+
+        async def fill(c: aioredis.Redis) -> tuple[int, str]:
+            blob = bytes(1 << 20)
+            for i in range(64):
+                try:
+                    await c.execute_command("AI.TENSORSET", f"t{i}", "UINT8", len(blob), "BLOB", blob)
+                except redis.ResponseError as exc:
+                    return i, str(exc)
+            return 64, ""
+
+        written, error = await with_client(store, fill)
+        assert 0 < written < 64 and "maxmemory" in error
+        assert await with_client(store, lambda c: c.exists(*(f"t{i}" for i in range(written)))) == written
 
 
 async def test_embedded_failing_start_quotes_the_log(make_cfg, data_root: Path) -> None:

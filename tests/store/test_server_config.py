@@ -2,8 +2,40 @@
 
 import pytest
 
+from spirtd import machine
 from spirtd.errors import ConfigError
-from spirtd.store.server import StoreServerConfig
+from spirtd.store.server import DEFAULT_MEMORY_SHARE, StoreServerConfig, render_config
+
+
+def test_the_default_store_is_durable_and_bounded(short_tmp):
+    """Job state must survive a crash of the store and never be evicted."""
+    cfg = StoreServerConfig(data_dir=short_tmp / "d")
+    assert (cfg.persistence, cfg.fsync) == ("aof", "everysec")
+    text = render_config(cfg, "pw", short_tmp / "m.so")
+    for line in ("appendonly yes", "appendfsync everysec", "aof-load-truncated yes", 'save ""',
+                 "maxmemory-policy noeviction", f"maxmemory {int(machine.memory_bytes() * DEFAULT_MEMORY_SHARE)}"):  # fmt: skip
+        assert line in text.splitlines()
+
+
+@pytest.mark.parametrize("fsync", ["always", "everysec", "no"])
+def test_fsync_policy_and_memory_limit_are_in_force(start_redis, fsync):
+    server = start_redis(persistence="aof", fsync=fsync, max_memory_mb=64)
+    client = server.client()
+    assert client.config_get("appendonly") == {"appendonly": "yes"}
+    assert client.config_get("appendfsync") == {"appendfsync": fsync}
+    assert client.config_get("maxmemory") == {"maxmemory": str(64 << 20)}
+    assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [({"fsync": "sometimes"}, "fsync must be always, everysec or no"), ({"persistence": "disk"}, "persistence must be"),
+     ({"max_memory_mb": 0}, "max_memory_mb must be an integer >= 1"), ({"stop_timeout_s": -1}, "stop_timeout_s"),
+     ({"stop_timeout_s": "10"}, "stop_timeout_s")],
+)
+def test_bad_store_settings_are_refused(tmp_path, kwargs, words):
+    with pytest.raises(ConfigError, match=words):
+        StoreServerConfig(data_dir=tmp_path, **kwargs)
 
 
 def test_rdb_save_rules_are_in_force(start_redis):

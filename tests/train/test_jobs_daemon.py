@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 
 import grpc
@@ -17,58 +16,13 @@ from spirtd.api.spirt.v1 import control_pb2
 from spirtd.train.datasets import DatasetSpec, load_dataset
 from spirtd.train.models import ModelSpec, build_model
 from spirtd.train.spec import parse
-from tests.daemon.peers import SPIRTCTL, Control, eventually
-
-JOB_S = 240.0
-DIGITS = """
-model = "mlp"
-dataset = "digits"
-batch_size = 32
-minibatches_per_round = 4
-epochs = {epochs}
-seed = 7
-eval_every = 10
-[optimizer]
-name = "sgd"
-lr = 0.1
-momentum = 0.9
-[limits]
-invocation_timeout_s = {timeout}
-invocation_memory_mb = 1024
-max_attempts = 3
-[workers]
-mode = "{mode}"
-concurrency = 2
-"""
-
-
-def spec_file(tmp_path, name="digits.toml", epochs=8, timeout=30, mode="warm", text=None):
-    path = tmp_path / name
-    path.write_text(text if text is not None else DIGITS.format(epochs=epochs, timeout=timeout, mode=mode))
-    return path
-
-
-def spirtctl(certs, peer, *args, timeout=JOB_S):
-    return subprocess.run([SPIRTCTL, "--peer", peer.address, "--certs-dir", str(certs), "--timeout", "30", *args],
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
-
-
-def submit(certs, peer, path, *extra):
-    result = spirtctl(certs, peer, "submit", str(path), *extra)
-    assert result.returncode == 0, result.stderr
-    return result
-
-
-def job_status(certs, peer, job_id) -> dict:
-    result = spirtctl(certs, peer, "job", "status", job_id, "--json")
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
+from tests.daemon.peers import Control, eventually
+from tests.train.jobs import DIGITS, JOB_S, job_status, spec_file, spirtctl, submit, waited
 
 def test_mlp_on_digits_reaches_90_percent_through_the_daemon(peers, certs, tmp_path):
     peer = peers.start("node1")
     result = submit(certs, peer, spec_file(tmp_path), "--wait", "--json")
-    final = json.loads(result.stdout)
+    final = waited(result)
     assert final["state"] == "succeeded" and final["round"] == final["total_rounds"] == 82
     assert final["test_accuracy"] >= 0.90
     assert len(final["digest"]) == 64
@@ -94,7 +48,7 @@ def test_same_spec_and_seed_give_the_same_model_warm_or_cold(peers, certs, tmp_p
     for mode in ("warm", "cold"):  # cold: a process start and torch import per minibatch, so few rounds
         text = DIGITS.format(epochs=1, timeout=30, mode=mode).replace("epochs = 1", "rounds = 2")
         result = submit(certs, peer, spec_file(tmp_path, name=f"{mode}.toml", text=text), "--wait", "--json")
-        digests.append(json.loads(result.stdout)["digest"])
+        digests.append(waited(result)["digest"])
     assert digests[0] == digests[1]
 
 
@@ -113,7 +67,7 @@ def test_failed_workers_are_retried_and_the_job_completes(peers, certs, tmp_path
     chaos_dir.mkdir()
     peer = peers.start("node1", env={"SPIRTD_CHAOS": chaos, "SPIRTD_CHAOS_DIR": str(chaos_dir)})
     result = submit(certs, peer, spec_file(tmp_path, epochs=0.5, timeout=3), "--wait", "--json")
-    final = json.loads(result.stdout)
+    final = waited(result)
     assert final["state"] == "succeeded"
     assert final["minibatches_retried"] == retried and final["minibatches_dropped"] == 0
     reasons = [line["msg"] for line in peer.log_lines() if "retrying" in line.get("msg", "")]
@@ -124,7 +78,7 @@ def test_a_minibatch_that_keeps_failing_is_reported_and_dropped(peers, certs, tm
     peer = peers.start("node1", env={"SPIRTD_CHAOS": "crash@round 1:minibatch 2",
                                      "SPIRTD_CHAOS_DIR": "/nonexistent/every-attempt-fails"})  # fmt: skip
     result = submit(certs, peer, spec_file(tmp_path, epochs=0.5, timeout=3), "--wait", "--json")
-    final = json.loads(result.stdout)
+    final = waited(result)
     assert final["state"] == "succeeded" and final["minibatches_dropped"] == 1
     assert any("dropped a minibatch" in line.get("msg", "") and "minibatch 2" in line.get("msg", "")
                for line in peer.log_lines())  # fmt: skip
@@ -135,11 +89,18 @@ def test_a_minibatch_that_keeps_failing_is_reported_and_dropped(peers, certs, tm
     [
         (('model = "mlp"', 'model = "transformer"'), "unknown model 'transformer'"),
         (("batch_size = 32", "batch_size = -4"), "batch_size must be an integer >= 1"),
-        (('dataset = "digits"', 'dataset = { name = "mnist", path = "/nonexistent/mnist" }'), "/nonexistent/mnist"),
         (("seed = 7", "seed = 7\ncolour = 'blue'"), "unknown key 'colour'"),
         (("epochs = 8", ""), "exactly one of 'rounds' and 'epochs'"),
+        (("epochs = 8", "epochs = 1e308"), "epochs must be at most 1e+06"),
+        (("epochs = 8", "epochs = 1e17"), "epochs must be at most 1e+06"),
+        (("epochs = 8", f"rounds = {10**30}"), "rounds must be at most 1000000000"),
+        (("epochs = 8", f"rounds = {10**12}"), "rounds must be at most 1000000000"),
+        (("batch_size = 32", f"batch_size = {10**9}"), "batch_size must be at most 65536"),
+        (("seed = 7", f"seed = 7\nname = '{'n' * 1000}'"), "name must be at most 200 printable characters"),
+        (('model = "mlp"', 'model = { name = "mlp", hidden = [1048576, 1048576] }'), "in the store, whose memory limit is"),
     ],
-    ids=["unknown-model", "negative-batch", "missing-dataset", "unknown-key", "no-length"],
+    ids=["unknown-model", "negative-batch", "unknown-key", "no-length", "epochs-1e308", "epochs-1e17",
+         "rounds-1e30", "rounds-1e12", "batch-1e9", "long-name", "model-too-big"],
 )
 def test_bad_specs_are_refused_and_leave_nothing(peers, certs, tmp_path, change, words):
     peer = peers.start("node1")
@@ -147,25 +108,41 @@ def test_bad_specs_are_refused_and_leave_nothing(peers, certs, tmp_path, change,
     result = spirtctl(certs, peer, "submit", str(spec_file(tmp_path, text=text)))
     assert result.returncode == 1
     assert words in result.stderr
+    code = "RESOURCE_EXHAUSTED" if "memory limit" in words else "INVALID_ARGUMENT"
+    assert f"answered {code}" in result.stderr and "Traceback" not in result.stderr
     assert not list((peer.data_dir / "jobs").glob("*.json")) if (peer.data_dir / "jobs").exists() else True
+    assert peer.alive
 
 
-def test_malformed_dataset_file_is_refused(peers, certs, tmp_path):
-    folder = tmp_path / "mnist"
-    folder.mkdir()
+def test_a_dataset_path_refusal_does_not_tell_what_the_peer_holds(peers, certs, tmp_path):
+    """Missing folder, a file where a folder should be, malformed files: the
+    client hears the same words each time; the peer's log says which."""
+    malformed = tmp_path / "mnist"
+    malformed.mkdir()
     for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                  "t10k-labels-idx1-ubyte"):  # fmt: skip
-        (folder / name).write_bytes(b"not an idx file at all")
+        (malformed / name).write_bytes(b"not an idx file at all")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
     peer = peers.start("node1")
-    text = DIGITS.format(epochs=8, timeout=30, mode="warm").replace(
-        'dataset = "digits"', f'dataset = {{ name = "mnist", path = "{folder}" }}')
-    result = spirtctl(certs, peer, "submit", str(spec_file(tmp_path, text=text)))
-    assert result.returncode == 1 and "train-images-idx3-ubyte" in result.stderr
+    answers = []
+    for path in ("/nonexistent/mnist", a_file, malformed):
+        text = DIGITS.format(epochs=8, timeout=30, mode="warm").replace(
+            'dataset = "digits"', f'dataset = {{ name = "mnist", path = "{path}" }}')
+        result = spirtctl(certs, peer, "submit", str(spec_file(tmp_path, text=text)))
+        assert result.returncode == 1 and "INVALID_ARGUMENT" in result.stderr
+        answers.append(result.stderr.split("answered", 1)[1])
+    assert len(set(answers)) == 1 and "cannot be used on peer node1" in answers[0]
+    assert "nonexistent" not in answers[0] and "idx" not in answers[0]
+    logged = " ".join(line["msg"] for line in peer.log_lines() if "dataset files cannot be used" in line.get("msg", ""))
+    assert "/nonexistent/mnist does not exist" in logged and "is not a folder" in logged
+    assert "train-images-idx3-ubyte" in logged
+    assert not (peer.data_dir / "jobs").exists() or not list((peer.data_dir / "jobs").glob("*.json"))
 
 
 async def test_a_restarted_daemon_resumes_the_job_where_it_was(peers, certs, tmp_path):
     reference = peers.start("node2")
-    ref = json.loads(submit(certs, reference, spec_file(tmp_path, epochs=3), "--wait", "--json").stdout)
+    ref = waited(submit(certs, reference, spec_file(tmp_path, epochs=3), "--wait", "--json"))
 
     peer = peers.start("node1")
     job_id = submit(certs, peer, spec_file(tmp_path, epochs=3)).stdout.strip()
@@ -222,7 +199,7 @@ def test_patience_stops_the_job_early(peers, certs, tmp_path):
     text = (DIGITS.format(epochs=8, timeout=30, mode="warm")
             .replace("epochs = 8", "rounds = 40")
             .replace("eval_every = 10", "eval_every = 2\npatience = 2\nmin_delta = 100.0"))  # fmt: skip
-    final = json.loads(submit(certs, peer, spec_file(tmp_path, text=text), "--wait", "--json").stdout)
+    final = waited(submit(certs, peer, spec_file(tmp_path, text=text), "--wait", "--json"))
     # evaluations after rounds 2 (first: an improvement on nothing), 4 and 6 (no gain of 100): stop
     assert final["state"] == "stopped_early" and final["round"] == 6
     assert final["test_accuracy"] is not None

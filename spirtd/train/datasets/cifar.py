@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from spirtd.errors import DatasetError
+from spirtd.errors import DatasetFileError
 from spirtd.train.datasets.base import LOAD_TEST, NORMALIZE, VAL_FRACTION, DatasetDef, RawData
 from spirtd.train.datasets.files import require_dir
 
@@ -79,19 +79,19 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         batch = _ArrayUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
     except OSError as exc:
-        raise DatasetError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+        raise DatasetFileError(f"{path}: cannot be read: {exc.strerror or exc}") from None
     except _UNPICKLE_ERRORS as exc:
-        raise DatasetError(f"{path}: not a CIFAR-10 batch pickle ({exc})") from None
+        raise DatasetFileError(f"{path}: not a CIFAR-10 batch pickle ({exc})") from None
     if not isinstance(batch, dict) or _item(batch, "data") is None or _item(batch, "labels") is None:
         keys = ", ".join(sorted(map(repr, batch))) if isinstance(batch, dict) else type(batch).__name__
-        raise DatasetError(
+        raise DatasetFileError(
             f"{path}: a CIFAR-10 batch is a dict with keys b'data' and b'labels'; this one has {keys}"
         )
     data, labels = _item(batch, "data"), _item(batch, "labels")
     is_array = isinstance(data, np.ndarray)
     if not is_array or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != ROW_BYTES:
         what = f"{data.dtype} array of shape {data.shape}" if is_array else type(data).__name__
-        raise DatasetError(
+        raise DatasetFileError(
             f"{path}: b'data' must be a uint8 array of shape (N, {ROW_BYTES}); it is a {what}"
         )
     try:
@@ -99,12 +99,12 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except (ValueError, TypeError):
         labels = np.asarray([None])
     if labels.ndim != 1 or (labels.size and labels.dtype.kind not in "iu"):
-        raise DatasetError(f"{path}: b'labels' must be a list of integers")
+        raise DatasetFileError(f"{path}: b'labels' must be a list of integers")
     if len(labels) != len(data):
-        raise DatasetError(f"{path}: holds {len(labels)} labels for {len(data)} images")
+        raise DatasetFileError(f"{path}: holds {len(labels)} labels for {len(data)} images")
     bad = np.flatnonzero((labels < 0) | (labels >= NUM_CLASSES))
     if bad.size:
-        raise DatasetError(
+        raise DatasetFileError(
             f"{path}: label {labels[bad[0]]} at position {bad[0]} is not a class of cifar10 "
             f"(0 to {NUM_CLASSES - 1})"
         )
@@ -119,7 +119,7 @@ def _folder(path: Path | None) -> Path:
 def _read_all(folder: Path, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     missing = [name for name in names if not (folder / name).is_file()]
     if missing:
-        raise DatasetError(
+        raise DatasetFileError(
             f"dataset 'cifar10': {folder} has no {', '.join(missing)}; it should hold "
             f"{', '.join(FILES)} (or a {SUBDIR}/ folder with them; spirtd data download "
             f"cifar10 --dir DIR fetches them)"

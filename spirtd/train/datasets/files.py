@@ -7,7 +7,7 @@ import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from spirtd.errors import DatasetError
+from spirtd.errors import DatasetFileError
 
 __all__ = ["find_file", "read_maybe_gzipped", "require_dir"]
 
@@ -18,13 +18,13 @@ def require_dir(dataset: str, path: Path | None, files: Sequence[str]) -> Path:
     """The spec's path as a folder, or DatasetError saying what should be there."""
     wanted = ", ".join(files)
     if path is None:
-        raise DatasetError(
+        raise DatasetFileError(
             f"dataset {dataset!r} needs a path: the folder with {wanted} "
             f"(spirtd data download {dataset} --dir DIR fetches them)"
         )
     if not path.is_dir():
         what = "is not a folder" if path.exists() else "does not exist"
-        raise DatasetError(f"dataset {dataset!r}: path {path} {what}; it should hold {wanted}")
+        raise DatasetFileError(f"dataset {dataset!r}: path {path} {what}; it should hold {wanted}")
     return path
 
 
@@ -34,7 +34,7 @@ def find_file(dataset: str, folder: Path, name: str, files: Sequence[str]) -> Pa
     for candidate in (folder / name, folder / f"{name}.gz"):
         if candidate.is_file():
             return candidate
-    raise DatasetError(
+    raise DatasetFileError(
         f"dataset {dataset!r}: {folder} has no {name} (nor {name}.gz); it should hold "
         f"{', '.join(files)} (spirtd data download {dataset} --dir {folder} fetches them)"
     )
@@ -47,10 +47,10 @@ def read_maybe_gzipped(path: Path) -> bytes:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise DatasetError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+        raise DatasetFileError(f"{path}: cannot be read: {exc.strerror or exc}") from None
     if not data.startswith(GZIP_MAGIC):
         return data
     try:
         return gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as exc:
-        raise DatasetError(f"{path}: broken or truncated gzip data ({exc})") from None
+        raise DatasetFileError(f"{path}: broken or truncated gzip data ({exc})") from None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spirtd.errors import DatasetError
+from spirtd.errors import DatasetFileError
 from spirtd.train.datasets.files import read_maybe_gzipped
 
 __all__ = ["UBYTE", "idx_magic", "read_idx"]
@@ -32,17 +32,17 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     data = read_maybe_gzipped(path)
     expected = idx_magic(ndim)
     if len(data) < HEADER_BYTES:
-        raise DatasetError(f"{path}: truncated: {len(data)} bytes, too short for an IDX header")
+        raise DatasetFileError(f"{path}: truncated: {len(data)} bytes, too short for an IDX header")
     magic = int.from_bytes(data[:HEADER_BYTES], "big")
     if magic != expected:
         what = "images" if ndim == 3 else "labels" if ndim == 1 else f"{ndim}-d data"
-        raise DatasetError(
+        raise DatasetFileError(
             f"{path}: bad IDX magic number 0x{magic:08x}; expected 0x{expected:08x} "
             f"(unsigned bytes, {ndim} dimensions: {what})"
         )
     header = HEADER_BYTES + DIM_BYTES * ndim
     if len(data) < header:
-        raise DatasetError(
+        raise DatasetFileError(
             f"{path}: truncated: the IDX header needs {header} bytes, the file has {len(data)}"
         )
     dims = tuple(
@@ -52,12 +52,12 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     size = math.prod(dims)
     body = len(data) - header
     if body < size:
-        raise DatasetError(
+        raise DatasetFileError(
             f"{path}: truncated: the header says {'x'.join(map(str, dims))} = {size} bytes of "
             f"data, the file holds {body}"
         )
     if body > size:
-        raise DatasetError(
+        raise DatasetFileError(
             f"{path}: {body - size} bytes more than its header ({'x'.join(map(str, dims))}) says"
         )
     return np.frombuffer(data, dtype=np.uint8, count=size, offset=header).reshape(dims)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from spirtd.errors import DatasetError
+from spirtd.errors import DatasetFileError
 from spirtd.train.datasets.base import (
     LOAD_TEST,
     NORMALIZE,
@@ -44,18 +44,18 @@ def _read_pair(
     images = read_idx(images_path, 3)
     labels = read_idx(labels_path, 1)
     if images.shape[1:] != (SIDE, SIDE):
-        raise DatasetError(
+        raise DatasetFileError(
             f"{images_path}: images are {images.shape[1]}x{images.shape[2]}; "
             f"{dataset}'s are {SIDE}x{SIDE}"
         )
     if len(labels) != len(images):
-        raise DatasetError(
+        raise DatasetFileError(
             f"{labels_path}: holds {len(labels)} labels, but {images_path.name} holds "
             f"{len(images)} images"
         )
     bad = np.flatnonzero(labels >= NUM_CLASSES)
     if bad.size:
-        raise DatasetError(
+        raise DatasetFileError(
             f"{labels_path}: label {labels[bad[0]]} at position {bad[0]} is not a class of "
             f"{dataset} (0 to {NUM_CLASSES - 1})"
         )

@@ -24,8 +24,12 @@ from spirtd.train.options import Option, int_tuple, integer, number
 __all__ = ["SYNTHETIC", "input_shape"]
 
 DEFAULT_FEATURES = 20
+MAX_CLASSES = 1 << 16
 MAX_FEATURES = 2**24
+MAX_SHAPE_DIMS = 8
 MAX_SAMPLES = 2**24
+# Samples x features: the data are made in float64 in the daemon too (1 GiB).
+MAX_ELEMENTS = 2**27
 
 
 def input_shape(options: Mapping[str, Any]) -> tuple[int, ...]:
@@ -36,8 +40,14 @@ def input_shape(options: Mapping[str, Any]) -> tuple[int, ...]:
         shape = tuple(options["shape"])
     else:
         shape = (options["n_features"] or DEFAULT_FEATURES,)
-    if math.prod(shape) > MAX_FEATURES:
+    features = math.prod(shape)
+    if features > MAX_FEATURES:
         raise DatasetError(f"dataset 'synthetic': shape {shape} has more than {MAX_FEATURES} features")
+    n = options["n_samples"]
+    if n * features > MAX_ELEMENTS:
+        raise DatasetError(
+            f"dataset 'synthetic': {n} samples of {features} features are {n * features} values; at most {MAX_ELEMENTS}"
+        )
     return shape
 
 
@@ -61,9 +71,9 @@ SYNTHETIC = DatasetDef(
     summary="seeded Gaussian blobs, one per class; vector- or image-shaped",
     options={
         "n_samples": Option(1000, integer(minimum=2, maximum=MAX_SAMPLES), "samples in all splits"),
-        "n_features": Option(None, integer(minimum=1), f"features of a vector sample ({DEFAULT_FEATURES})"),
-        "shape": Option(None, int_tuple(minimum=1, min_len=1), "a sample's shape instead, e.g. [1, 8, 8]"),
-        "n_classes": Option(4, integer(minimum=2), "classes"),
+        "n_features": Option(None, integer(minimum=1, maximum=MAX_FEATURES), f"features of a vector sample ({DEFAULT_FEATURES})"),
+        "shape": Option(None, int_tuple(minimum=1, maximum=MAX_FEATURES, min_len=1, max_len=MAX_SHAPE_DIMS), "a sample's shape instead, e.g. [1, 8, 8]"),
+        "n_classes": Option(4, integer(minimum=2, maximum=MAX_CLASSES), "classes"),
         "noise": Option(1.0, number(0.0), "standard deviation of the noise in every feature"),
         "class_sep": Option(3.0, number(0.0), "distance of each class centre from the origin"),
         "data_seed": Option(0, integer(minimum=0, maximum=2**63 - 1), "seed of the data"),

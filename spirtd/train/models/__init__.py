@@ -39,6 +39,7 @@ __all__ = [
     "ModelDef",
     "ModelSpec",
     "build_model",
+    "skeleton",
     "flatten_gradients",
     "flatten_parameters",
     "load_flat_parameters",
@@ -127,3 +128,14 @@ def build_model(
         torch.manual_seed(seed)
         model = MODELS[spec.name].build(shape, num_classes, spec.resolved())
     return model.to(torch.float32).train()
+
+
+def skeleton(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """The model of `spec` on torch's meta device: its structure, layout and
+    parameter count, with no memory behind its tensors. What the daemon
+    checks a spec with, before any real model of that size is allocated."""
+    if not isinstance(spec, ModelSpec):
+        raise ConfigError(f"spec must be a ModelSpec, got {spec!r}")
+    shape = _check_build_args(input_shape, num_classes, 0)
+    with torch.device("meta"):
+        return MODELS[spec.name].build(shape, num_classes, spec.resolved())

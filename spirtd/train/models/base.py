@@ -21,7 +21,16 @@ from torch import nn
 from spirtd.errors import ConfigError
 from spirtd.train.options import Option
 
-__all__ = ["ModelDef", "Builder", "group_norm", "image_shape"]
+__all__ = ["MAX_CHANNELS", "MAX_LAYERS", "MAX_WIDTH", "ModelDef", "Builder", "group_norm", "image_shape"]
+
+# Bounds of the size options: far above any model these machines train, low
+# enough that building the model's skeleton (on torch's meta device, to
+# count its parameters before anything is allocated) stays instant. The
+# store's memory limit is what then refuses a model too big to train.
+MAX_WIDTH = 1 << 20
+MAX_CHANNELS = 1 << 14
+MAX_LAYERS = 64
+MAX_GROUPS = 1024
 
 # (input_shape, num_classes, resolved options) -> module, built on the
 # current torch RNG; build_model seeds it.

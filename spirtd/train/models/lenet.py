@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import nn
 
-from spirtd.train.models.base import ModelDef, image_shape
+from spirtd.train.models.base import MAX_CHANNELS, MAX_LAYERS, MAX_WIDTH, ModelDef, image_shape
 from spirtd.train.options import Option, int_tuple
 
 KERNEL = 5
@@ -50,9 +50,9 @@ MODEL = ModelDef(
     summary="LeNet-5: two 5x5 convolutions with pooling, three fully connected layers",
     inputs=f"images (channels, height, width), at least {MIN_SIDE}x{MIN_SIDE}",
     options={
-        "channels": Option((6, 16), int_tuple(minimum=1, min_len=2, max_len=2),
+        "channels": Option((6, 16), int_tuple(minimum=1, maximum=MAX_CHANNELS, min_len=2, max_len=2),
                            "channels of the two convolutions"),
-        "hidden": Option((120, 84), int_tuple(minimum=1), "widths of the hidden fc layers"),
+        "hidden": Option((120, 84), int_tuple(minimum=1, maximum=MAX_WIDTH, max_len=MAX_LAYERS), "widths of the hidden fc layers"),
     },  # fmt: skip
     build=build,
 )

@@ -11,7 +11,7 @@ from typing import Any
 from torch import nn
 
 from spirtd.errors import ConfigError
-from spirtd.train.models.base import ModelDef
+from spirtd.train.models.base import MAX_LAYERS, MAX_WIDTH, ModelDef
 from spirtd.train.options import Option, int_tuple
 
 
@@ -30,6 +30,6 @@ MODEL = ModelDef(
     name="mlp",
     summary="fully connected layers with ReLU",
     inputs="any shape (flattened)",
-    options={"hidden": Option((128, 64), int_tuple(minimum=1), "widths of the hidden layers")},
+    options={"hidden": Option((128, 64), int_tuple(minimum=1, maximum=MAX_WIDTH, max_len=MAX_LAYERS), "widths of the hidden layers")},
     build=build,
 )

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from spirtd.train.models.base import ModelDef, group_norm, image_shape
+from spirtd.train.models.base import MAX_GROUPS, MAX_WIDTH, ModelDef, group_norm, image_shape
 from spirtd.train.options import Option, integer, number
 
 MIN_SIDE = 8
@@ -128,14 +128,17 @@ def build(input_shape: tuple[int, ...], num_classes: int, options: Mapping[str, 
     return nn.Sequential(*layers)
 
 
+# Channel counts grow linearly with width_mult (576 at 1.0 for the last convolution).
+MAX_WIDTH_MULT = 64.0
+
 MODEL = ModelDef(
     name="mobilenet_v3_small",
     summary="MobileNetV3-Small with GroupNorm, strides for 32x32 inputs",
     inputs=f"images (channels, height, width), at least {MIN_SIDE}x{MIN_SIDE}; made for 32x32",
     options={
-        "width_mult": Option(1.0, number(0.0, strict=True), "scales every channel count"),
-        "last_channel": Option(1024, integer(minimum=1), "width of the hidden classifier layer"),
-        "norm_groups": Option(8, integer(minimum=1), "the most groups a GroupNorm splits into"),
+        "width_mult": Option(1.0, number(0.0, strict=True, maximum=MAX_WIDTH_MULT), "scales every channel count"),
+        "last_channel": Option(1024, integer(minimum=1, maximum=MAX_WIDTH), "width of the hidden classifier layer"),
+        "norm_groups": Option(8, integer(minimum=1, maximum=MAX_GROUPS), "the most groups a GroupNorm splits into"),
     },  # fmt: skip
     build=build,
 )

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from spirtd.errors import ConfigError
-from spirtd.train.models.base import ModelDef, group_norm, image_shape
+from spirtd.train.models.base import MAX_CHANNELS, MAX_GROUPS, ModelDef, group_norm, image_shape
 from spirtd.train.options import Option, choice, integer
 
 MIN_SIDE = 8
@@ -75,15 +75,18 @@ def build(input_shape: tuple[int, ...], num_classes: int, options: Mapping[str, 
     return nn.Sequential(*layers)
 
 
+# The deepest network of the ResNet paper's CIFAR experiments.
+MAX_DEPTH = 1202
+
 MODEL = ModelDef(
     name="resnet",
     summary="CIFAR ResNet (He et al. 2016) with GroupNorm: depth 6n+2, widths w, 2w, 4w",
     inputs=f"images (channels, height, width), at least {MIN_SIDE}x{MIN_SIDE}; made for 32x32",
     options={
-        "depth": Option(20, integer(minimum=8), "6n + 2: 8, 14, 20 (0.27M parameters), 32, ..."),
-        "width": Option(16, integer(minimum=1), "channels of the first stage"),
+        "depth": Option(20, integer(minimum=8, maximum=MAX_DEPTH), "6n + 2: 8, 14, 20 (0.27M parameters), 32, ..."),
+        "width": Option(16, integer(minimum=1, maximum=MAX_CHANNELS // 4), "channels of the first stage"),
         "norm": Option("group", choice("group", "none"), "GroupNorm after each convolution, or none"),
-        "norm_groups": Option(8, integer(minimum=1), "the most groups a GroupNorm splits into"),
+        "norm_groups": Option(8, integer(minimum=1, maximum=MAX_GROUPS), "the most groups a GroupNorm splits into"),
     },  # fmt: skip
     build=build,
 )

@@ -135,7 +135,7 @@ class JobStatusRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class JobStatusResponse(_message.Message):
-    __slots__ = ("job_id", "state", "round", "total_rounds", "loss", "accuracy", "val_loss", "test_accuracy", "digest", "error", "elapsed_s", "model", "dataset", "minibatches_retried", "minibatches_dropped")
+    __slots__ = ("job_id", "state", "round", "total_rounds", "loss", "accuracy", "val_loss", "test_accuracy", "digest", "error", "elapsed_s", "model", "dataset", "minibatches_retried", "minibatches_dropped", "owner", "participants", "name")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
@@ -151,6 +151,9 @@ class JobStatusResponse(_message.Message):
     DATASET_FIELD_NUMBER: _ClassVar[int]
     MINIBATCHES_RETRIED_FIELD_NUMBER: _ClassVar[int]
     MINIBATCHES_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     state: JobState
     round: int
@@ -166,7 +169,56 @@ class JobStatusResponse(_message.Message):
     dataset: str
     minibatches_retried: int
     minibatches_dropped: int
-    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., round: _Optional[int] = ..., total_rounds: _Optional[int] = ..., loss: _Optional[float] = ..., accuracy: _Optional[float] = ..., val_loss: _Optional[float] = ..., test_accuracy: _Optional[float] = ..., digest: _Optional[str] = ..., error: _Optional[str] = ..., elapsed_s: _Optional[float] = ..., model: _Optional[str] = ..., dataset: _Optional[str] = ..., minibatches_retried: _Optional[int] = ..., minibatches_dropped: _Optional[int] = ...) -> None: ...
+    owner: str
+    participants: _containers.RepeatedScalarFieldContainer[str]
+    name: str
+    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., round: _Optional[int] = ..., total_rounds: _Optional[int] = ..., loss: _Optional[float] = ..., accuracy: _Optional[float] = ..., val_loss: _Optional[float] = ..., test_accuracy: _Optional[float] = ..., digest: _Optional[str] = ..., error: _Optional[str] = ..., elapsed_s: _Optional[float] = ..., model: _Optional[str] = ..., dataset: _Optional[str] = ..., minibatches_retried: _Optional[int] = ..., minibatches_dropped: _Optional[int] = ..., owner: _Optional[str] = ..., participants: _Optional[_Iterable[str]] = ..., name: _Optional[str] = ...) -> None: ...
+
+class ListJobsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class JobSummary(_message.Message):
+    __slots__ = ("job_id", "state", "name", "model", "dataset", "round", "total_rounds", "owner", "submitted_unix", "model_kept", "error")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    MODEL_KEPT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    state: JobState
+    name: str
+    model: str
+    dataset: str
+    round: int
+    total_rounds: int
+    owner: str
+    submitted_unix: float
+    model_kept: bool
+    error: str
+    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., name: _Optional[str] = ..., model: _Optional[str] = ..., dataset: _Optional[str] = ..., round: _Optional[int] = ..., total_rounds: _Optional[int] = ..., owner: _Optional[str] = ..., submitted_unix: _Optional[float] = ..., model_kept: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+
+class ListJobsResponse(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[JobSummary]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[JobSummary, _Mapping]]] = ...) -> None: ...
+
+class DeleteJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class DeleteJobResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class WatchJobRequest(_message.Message):
     __slots__ = ("job_id",)
@@ -216,20 +268,28 @@ class GetModelRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class ModelChunk(_message.Message):
-    __slots__ = ("name", "dtype", "shape", "offset", "data", "digest")
+    __slots__ = ("name", "dtype", "shape", "offset", "data", "digest", "spec_json", "input_shape", "num_classes", "round")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     SHAPE_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    NUM_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
     name: str
     dtype: str
     shape: _containers.RepeatedScalarFieldContainer[int]
     offset: int
     data: bytes
     digest: str
-    def __init__(self, name: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., digest: _Optional[str] = ...) -> None: ...
+    spec_json: str
+    input_shape: _containers.RepeatedScalarFieldContainer[int]
+    num_classes: int
+    round: int
+    def __init__(self, name: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., digest: _Optional[str] = ..., spec_json: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., num_classes: _Optional[int] = ..., round: _Optional[int] = ...) -> None: ...
 
 class CancelJobRequest(_message.Message):
     __slots__ = ("job_id",)

@@ -74,6 +74,16 @@ class ControlStub:
                 request_serializer=spirt_dot_v1_dot_control__pb2.CancelJobRequest.SerializeToString,
                 response_deserializer=spirt_dot_v1_dot_control__pb2.CancelJobResponse.FromString,
                 _registered_method=True)
+        self.ListJobs = channel.unary_unary(
+                '/spirt.v1.Control/ListJobs',
+                request_serializer=spirt_dot_v1_dot_control__pb2.ListJobsRequest.SerializeToString,
+                response_deserializer=spirt_dot_v1_dot_control__pb2.ListJobsResponse.FromString,
+                _registered_method=True)
+        self.DeleteJob = channel.unary_unary(
+                '/spirt.v1.Control/DeleteJob',
+                request_serializer=spirt_dot_v1_dot_control__pb2.DeleteJobRequest.SerializeToString,
+                response_deserializer=spirt_dot_v1_dot_control__pb2.DeleteJobResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -127,6 +137,18 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListJobs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -169,6 +191,16 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.CancelJob,
                     request_deserializer=spirt_dot_v1_dot_control__pb2.CancelJobRequest.FromString,
                     response_serializer=spirt_dot_v1_dot_control__pb2.CancelJobResponse.SerializeToString,
+            ),
+            'ListJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobs,
+                    request_deserializer=spirt_dot_v1_dot_control__pb2.ListJobsRequest.FromString,
+                    response_serializer=spirt_dot_v1_dot_control__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'DeleteJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteJob,
+                    request_deserializer=spirt_dot_v1_dot_control__pb2.DeleteJobRequest.FromString,
+                    response_serializer=spirt_dot_v1_dot_control__pb2.DeleteJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -387,6 +419,60 @@ class Control:
             '/spirt.v1.Control/CancelJob',
             spirt_dot_v1_dot_control__pb2.CancelJobRequest.SerializeToString,
             spirt_dot_v1_dot_control__pb2.CancelJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spirt.v1.Control/ListJobs',
+            spirt_dot_v1_dot_control__pb2.ListJobsRequest.SerializeToString,
+            spirt_dot_v1_dot_control__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spirt.v1.Control/DeleteJob',
+            spirt_dot_v1_dot_control__pb2.DeleteJobRequest.SerializeToString,
+            spirt_dot_v1_dot_control__pb2.DeleteJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,40 @@
+"""Settings of the peer's jobs: how much of finished jobs is kept."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spirtd.errors import ConfigError
+
+MAX_KEEP = 10**6
+
+
+@dataclass(frozen=True)
+class JobsConfig:
+    """keep_models: ended jobs (succeeded, stopped early, failed, cancelled)
+        whose last parameters stay in the store, newest first; an older
+        one's are deleted (its record stays, saying so). Each kept model
+        takes its size in the store's memory.
+    keep_jobs: ended jobs whose records are kept, newest first; older
+        records are deleted with whatever the job still had.
+    event_history: round events kept per job, the newest, for WatchJob to
+        replay to a watcher that comes late.
+    store_restart_wait_s: how long a running job waits for its store to
+        come back after the store crashed, before the job fails.
+    """
+
+    keep_models: int = 10
+    keep_jobs: int = 1000
+    event_history: int = 1000
+    store_restart_wait_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        for name, minimum in (("keep_models", 0), ("keep_jobs", 1), ("event_history", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_KEEP:
+                raise ConfigError(f"jobs {name} must be an integer from {minimum} to {MAX_KEEP}, not {value!r}")
+        wait = self.store_restart_wait_s
+        if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 < wait < float("inf"):
+            raise ConfigError(f"jobs store_restart_wait_s must be a positive number of seconds, not {wait!r}")
+        if self.keep_models > self.keep_jobs:
+            raise ConfigError(f"jobs keep_models ({self.keep_models}) must not exceed keep_jobs ({self.keep_jobs})")
