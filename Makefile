@@ -8,7 +8,7 @@ TORCH_PIN := torch==2.13.0
 NATIVE_SRC := $(wildcard spirtd/_native/*.c spirtd/_native/*.h)
 STAMP := $(VENV)/.installed
 
-.PHONY: test venv module asan test-asan bench proto clean
+.PHONY: test venv module asan test-asan bench proto docs clean
 
 venv: $(STAMP)
 
@@ -48,6 +48,10 @@ bench: $(STAMP)
 # Regenerates spirtd/api/ from proto/ (checked in; tests/api checks it is current).
 proto: $(STAMP)
 	$(BIN)/python proto/generate.py
+
+# Regenerates docs/settings.md from the config dataclasses (tests/daemon checks it is current).
+docs: $(STAMP)
+	$(BIN)/python -m spirtd.daemon.settings_doc > docs/settings.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info spirtd/_native/*.so

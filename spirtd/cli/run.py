@@ -17,7 +17,7 @@ import logging
 import signal
 from pathlib import Path
 
-from spirtd.cli import EXIT_OK, run_async
+from spirtd.cli import EXIT_FAILED, EXIT_OK, run_async
 from spirtd.logs import FORMATS, LEVELS, setup_logging
 
 _log = logging.getLogger("spirtd.security")
@@ -91,8 +91,13 @@ async def serve(config, counters, refusals, clock) -> int:
     for sig in _STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with Daemon(config, counters=counters, refusals=refusals, clock=clock):
-            await stop.wait()
+        async with Daemon(config, counters=counters, refusals=refusals, clock=clock) as daemon:
+            asked, revoked = asyncio.ensure_future(stop.wait()), asyncio.ensure_future(daemon.must_stop.wait())
+            await asyncio.wait([asked, revoked], return_when=asyncio.FIRST_COMPLETED)
+            asked.cancel()
+            revoked.cancel()
+            if daemon.must_stop.is_set():
+                return EXIT_FAILED
             logging.getLogger("spirtd").info("stopping: leaving the cluster")
     finally:
         for sig in _STOP_SIGNALS:

@@ -85,7 +85,12 @@ class Daemon:
         self._channels: ChannelPool | None = None
         self._saved = node_state.NodeState()
         self._closing = False
+        self._own_serial: int | None = None
         self.jobs: JobManager | None = None
+        # Set when the peer must stop on its own (its certificate was revoked);
+        # exit_reason says why.
+        self.must_stop = asyncio.Event()
+        self.exit_reason = ""
 
     # ---- lifecycle ----
 
@@ -166,6 +171,7 @@ class Daemon:
                                      refusals=self.refusals)  # fmt: skip
         certs = CertsDir(cfg.certs_dir)  # type: ignore[arg-type]
         own = certs.credentials(cfg.id, role=Role.PEER)
+        self._own_serial = own.identity.serial
         crl = certs.revocations()
         if self._saved.crl_der:
             try:
@@ -173,6 +179,9 @@ class Daemon:
                 crl = saved if saved.newer_than(crl) else crl
             except SecurityError as exc:
                 _log.warning("ignoring the saved revocation list: %s", exc)
+        if crl is not None and crl.is_revoked(own.identity.serial):
+            raise SecurityError(f"this peer's certificate {cfg.id}.crt is revoked by the cluster CA "
+                                f"(revocation list {crl.number}): it cannot join the cluster")  # fmt: skip
         guard = Guard(certs.ca_cert, crl, self.counters, max_message_bytes=cfg.max_message_bytes,
                       refusals=self.refusals)  # fmt: skip
         return own, certs.ca_pem, guard
@@ -300,6 +309,12 @@ class Daemon:
 
     def _on_revocations(self, crl: RevocationList) -> None:
         self._persist()
+        if self._own_serial is not None and crl.is_revoked(self._own_serial):
+            self.exit_reason = (f"this peer's certificate is revoked by the cluster CA (revocation list "
+                                f"{crl.number}): stopping")  # fmt: skip
+            _log.error("%s", self.exit_reason, extra={"crl_number": crl.number})
+            self.must_stop.set()
+            return
         for name, serial in list(self.guard.serials.items()):
             if crl.is_revoked(serial):
                 self._expel(name)

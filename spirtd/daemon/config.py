@@ -39,7 +39,7 @@ DEFAULT_PORT = 7100
 MIN_MESSAGE_BYTES = 1024
 MAX_MESSAGE_BYTES = 1 << 30
 ENV_PREFIX = "SPIRTD_"
-_TOP_KEYS = ("id", "listen", "advertise", "seeds", "data_dir", "certs_dir", "insecure",
+TOP_KEYS = ("id", "listen", "advertise", "seeds", "data_dir", "certs_dir", "insecure",
              "log_level", "log_format", "max_message_bytes", "max_connections", "handshake_timeout_s",
              "idle_timeout_s", "refusal_log_interval_s", "refusal_log_burst", "shutdown_grace_s",
              "leave_timeout_s", "join_retry_s", "crl_poll_s")  # fmt: skip
@@ -47,9 +47,12 @@ _INT_KEYS = ("max_message_bytes", "max_connections", "refusal_log_burst")
 _SECONDS_KEYS = ("handshake_timeout_s", "idle_timeout_s", "refusal_log_interval_s", "shutdown_grace_s",
                  "leave_timeout_s", "join_retry_s", "crl_poll_s")  # fmt: skip
 MAX_CONNECTIONS = 1 << 20
-_STORE_KEYS = {"persistence": "persistence", "fsync": "fsync", "max_memory_mb": "max_memory_mb",
-               "threads": "module_threads", "max_tensor_bytes": "max_tensor_bytes",
-               "stop_timeout_s": "stop_timeout_s"}  # fmt: skip
+# [store] keys and the StoreServerConfig fields they set.
+STORE_KEYS = {"persistence": "persistence", "fsync": "fsync", "rdb_save": "rdb_save",
+              "max_memory_mb": "max_memory_mb", "threads": "module_threads", "max_tensor_bytes": "max_tensor_bytes",
+              "start_timeout_s": "start_timeout_s", "stop_timeout_s": "stop_timeout_s",
+              "restart_backoff_s": "restart_backoff_s", "restart_backoff_max_s": "restart_backoff_max_s",
+              "redis_server": "redis_server", "module_path": "module_path"}  # fmt: skip
 
 
 def parse_address(text: str, *, what: str, allow_port_zero: bool = False) -> tuple[str, int]:
@@ -82,55 +85,89 @@ def _is_wildcard(host: str) -> bool:
 
 @dataclass(frozen=True)
 class DaemonConfig:
-    """Everything `spirtd run` needs.
-
-    listen: address the gRPC server binds (port 0: any free port).
-    advertise: the address others reach this peer at; defaults to listen
-        unless that is a wildcard (0.0.0.0, ::), which others cannot dial.
-    seeds: peers to join through; empty means this peer starts a cluster.
-    max_message_bytes: the largest message a peer accepts.
-    max_connections: connections the server holds at once, handshaking or
-        not; one more is closed as soon as it is accepted. Bounds the file
-        descriptors a flood of connections can take (the daemon raises its
-        own fd limit to what this needs).
-    handshake_timeout_s: how long a connection may take to complete its
-        mutual-TLS handshake; an idle or slow one is closed then, freeing
-        its place. Longer helps very slow links; shorter frees places taken
-        by a flood sooner.
-    idle_timeout_s: an authenticated connection with no call for this long
-        is closed (clients and peers reconnect when they need to).
-    refusal_log_interval_s / refusal_log_burst: refused handshakes and calls
-        get a log line each, up to burst per interval; the rest are summed
-        up in one line per interval (all are counted in refused.*).
-    shutdown_grace_s: how long calls in flight may finish at shutdown.
-    leave_timeout_s: how long announcing a voluntary leave may take.
-    join_retry_s: wait between rounds of trying the seeds.
-    crl_poll_s: how often the certs dir's crl.pem is checked for a newer
-        revocation list (copy one there, on any one peer, to revoke).
-    """
+    """Everything `spirtd run` needs; each field's text below is its entry
+    in docs/settings.md (made by spirtd.daemon.settings_doc)."""
 
     id: str
+    """This peer's name, as in its certificate (the peer id)."""
+
     data_dir: Path
+    """Its store and state: DATA_DIR/store (the Redis), DATA_DIR/jobs (job
+    records), DATA_DIR/node.json (incarnation, adopted revocation list).
+    Default ./spirtd-data/ID."""
+
     listen: str = f"0.0.0.0:{DEFAULT_PORT}"
+    """HOST:PORT the gRPC server binds (port 0: any free port). A second
+    daemon on a port in use fails at start."""
+
     advertise: str | None = None
+    """The address others reach this peer at; defaults to listen unless that
+    is a wildcard (0.0.0.0, ::), which others cannot dial."""
+
     seeds: tuple[str, ...] = ()
+    """Peers to join through (a list, or comma-separated); empty: this peer
+    starts a cluster."""
+
     certs_dir: Path | None = None
+    """ca.crt, ID.crt, ID.key and crl.pem (see certs/README.md)."""
+
     insecure: bool = False
+    """No TLS and no authentication: local experiments only (logs a warning)."""
+
     log_level: str = "info"
+    """debug, info, warning or error."""
+
     log_format: str = "text"
+    """text for people, json for machines (one object a line)."""
+
     max_message_bytes: int = 4 << 20
+    """The largest message a peer accepts or sends, 1 KiB to 1 GiB; a bigger
+    one is refused with RESOURCE_EXHAUSTED naming this number."""
+
     max_connections: int = 1024
+    """Connections the server holds at once, handshaking or not; one more is
+    closed as soon as it is accepted. Bounds the file descriptors a flood of
+    connections can take (the daemon raises its own open-file limit to what
+    this needs)."""
+
     handshake_timeout_s: float = 2.0
+    """How long a connection may take to complete its mutual-TLS handshake;
+    an idle or slow one is closed then, freeing its place. Longer helps very
+    slow links; shorter frees places taken by a flood sooner."""
+
     idle_timeout_s: float = 300.0
+    """An authenticated connection with no call for this long is closed
+    (clients and peers reconnect when they need to)."""
+
     refusal_log_interval_s: float = 10.0
+    """Refused handshakes and calls get a log line each, up to
+    refusal_log_burst per interval; the rest are summed up in one line per
+    interval. All are counted (refused.* in spirtctl status)."""
+
     refusal_log_burst: int = 5
+    """Refusals logged one line each per refusal_log_interval_s."""
+
     shutdown_grace_s: float = 2.0
+    """How long calls in flight may finish at shutdown."""
+
     leave_timeout_s: float = 2.0
+    """How long announcing a voluntary leave may take at shutdown."""
+
     join_retry_s: float = 1.0
+    """Wait between rounds of trying the seeds."""
+
     crl_poll_s: float = 2.0
+    """How often the certs dir's crl.pem is checked for a newer revocation
+    list (copy one there, on any one peer, to revoke)."""
+
     membership: MembershipConfig = field(default_factory=MembershipConfig.default)
+    """The [membership] table: SWIM timing."""
+
     store: StoreServerConfig | None = None
+    """The [store] table: the colocated Redis."""
+
     jobs: JobsConfig = field(default_factory=JobsConfig)
+    """The [jobs] table: what ended jobs keep."""
 
     def __post_init__(self) -> None:
         check_name(self.id)
@@ -218,7 +255,7 @@ def _converted(merged: dict[str, Any], key: str, kind: type) -> None:
 def from_environment(env: Mapping[str, str]) -> dict[str, Any]:
     """SPIRTD_ID, SPIRTD_LISTEN, SPIRTD_SEEDS (comma-separated), ... as keys."""
     values: dict[str, Any] = {}
-    for key in _TOP_KEYS:
+    for key in TOP_KEYS:
         raw = env.get(ENV_PREFIX + key.upper())
         if raw is None:
             continue
@@ -234,9 +271,9 @@ def build(file_values: Mapping[str, Any], env_values: Mapping[str, Any], flag_va
     membership_values = merged.pop("membership", {}) or {}
     store_values = merged.pop("store", {}) or {}
     jobs_values = merged.pop("jobs", {}) or {}
-    unknown = set(merged) - set(_TOP_KEYS)
+    unknown = set(merged) - set(TOP_KEYS)
     if unknown:
-        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}; known: {', '.join(_TOP_KEYS)}")
+        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}; known: {', '.join(TOP_KEYS)}")
     if "id" not in merged:
         raise ConfigError("--id is needed (the peer's name, as in its certificate)")
     if isinstance(merged.get("seeds"), str):
@@ -252,7 +289,7 @@ def build(file_values: Mapping[str, Any], env_values: Mapping[str, Any], flag_va
         _converted(merged, key, float)
     membership_keys = {f.name: f.name for f in dataclasses.fields(MembershipConfig)}
     membership = _section(membership_values, "membership", MembershipConfig.default(), membership_keys)
-    store = _section(store_values, "store", StoreServerConfig(data_dir=data_dir / "store"), _STORE_KEYS)
+    store = _section(store_values, "store", StoreServerConfig(data_dir=data_dir / "store"), STORE_KEYS)
     jobs = _section(jobs_values, "jobs", JobsConfig(), {f.name: f.name for f in dataclasses.fields(JobsConfig)})
     return DaemonConfig(data_dir=data_dir, membership=membership, store=store, jobs=jobs, **merged)
 

@@ -17,7 +17,7 @@ from spirtd.errors import MembershipError, SecurityError, TransportError
 from spirtd.membership import messages as m
 from spirtd.membership.transport import InboundHandler
 from spirtd.daemon import wire
-from spirtd.rpc.guard import Guard
+from spirtd.rpc.guard import CRL_TRAILER, Guard
 from spirtd.rpc.server import ChannelPool
 from spirtd.security.revocation import RevocationList
 
@@ -80,6 +80,10 @@ class GrpcTransport:
         try:
             return await call(self._channels.get(address, peer_id))
         except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                for key, value in exc.trailing_metadata() or ():
+                    if key == CRL_TRAILER and isinstance(value, bytes):
+                        self._revocations.receive(value)  # checked against the CA there
             raise TransportError(f"{peer_id or address}: {_status(exc)}") from exc
 
     async def ping(self, address: str, ping: m.Ping) -> m.Ack:

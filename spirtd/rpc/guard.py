@@ -21,10 +21,12 @@ from __future__ import annotations
 import contextvars
 import inspect
 import logging
+import secrets
 from typing import Any, AsyncIterator, Callable
 
 import grpc
 from cryptography import x509
+from google.protobuf.message import DecodeError
 
 from spirtd.clock import SystemClock
 from spirtd.errors import SecurityError
@@ -34,6 +36,9 @@ from spirtd.security.identity import Identity, Role, identity_from_pem
 from spirtd.security.revocation import RevocationList
 
 CONTROL_PREFIX = "/spirt.v1.Control/"
+# A revoked caller is told so with the revocation list itself (signed by the
+# CA, so it can check it), and stops instead of thinking the others dead.
+CRL_TRAILER = "spirt-crl-bin"
 DEFAULT_REFUSAL_INTERVAL_S = 10.0
 DEFAULT_REFUSAL_BURST = 5
 _caller: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("spirt_caller", default=None)
@@ -119,6 +124,7 @@ class Guard:
         if self.is_revoked(identity):
             if self.on_revoked_caller is not None:
                 self.on_revoked_caller(identity)
+            context.set_trailing_metadata(((CRL_TRAILER, self._revocations.der),))  # type: ignore[union-attr]
             await self.refuse(
                 context, grpc.StatusCode.UNAUTHENTICATED, "revoked",
                 f"the certificate of {identity.name!r} was revoked by the cluster CA "
@@ -144,7 +150,7 @@ class Guard:
     async def one_message(self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
         """The single message of a unary call, read from its request stream."""
         message, count = None, 0
-        async for item in requests:
+        async for item in self.readable(requests, context):
             message, count = item, count + 1
         if count == 0:
             await self.refuse_missing_message(context)
@@ -162,6 +168,26 @@ class Guard:
                 f"the message says it is from {claimed!r} but the caller's certificate is "
                 f"{identity.name!r}",
             )
+
+
+    async def readable(self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        """The request messages; one that cannot be decoded (not protobuf,
+        a string that is not UTF-8) is refused as malformed."""
+        try:
+            async for item in requests:
+                yield item
+        except DecodeError as exc:
+            await self.refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "malformed",
+                              f"the request is not a valid message: {exc}")  # fmt: skip
+
+    async def internal_error(self, context: grpc.aio.ServicerContext, method: str) -> None:
+        """Logs the exception being handled, with its traceback, and aborts
+        the call with a short INTERNAL status (never the traceback)."""
+        mark = secrets.token_hex(4)
+        _log.exception("internal error %s in %s from %s", mark, method, context.peer(),
+                       extra={"peer": context.peer(), "error_id": mark})  # fmt: skip
+        await context.abort(grpc.StatusCode.INTERNAL,
+                            f"an internal error on the peer (error {mark} in its log)")  # fmt: skip
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -192,7 +218,9 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, guard: Guard) -> grpc.Rpc
         return _caller.set(await guard.admit(method, context))
 
     async def arg(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
-        return requests if handler.request_streaming else await guard.one_message(requests, context)
+        if handler.request_streaming:
+            return guard.readable(requests, context)
+        return await guard.one_message(requests, context)
 
     if handler.response_streaming:
         inner = handler.unary_stream or handler.stream_stream
@@ -206,6 +234,10 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, guard: Guard) -> grpc.Rpc
                         yield item
                 else:
                     await _maybe_await(result)
+            except grpc.aio.AbortError:
+                raise
+            except Exception:  # noqa: BLE001 - the RPC boundary: a bug must not reach the caller as a traceback
+                await guard.internal_error(context, method)
             finally:
                 _caller.reset(token)
 
@@ -218,6 +250,10 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, guard: Guard) -> grpc.Rpc
         token = await enter(context)
         try:
             return await _maybe_await(inner(await arg(requests, context), context))
+        except grpc.aio.AbortError:
+            raise
+        except Exception:  # noqa: BLE001 - the RPC boundary: a bug must not reach the caller as a traceback
+            await guard.internal_error(context, method)
         finally:
             _caller.reset(token)
 

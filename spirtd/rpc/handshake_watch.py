@@ -42,15 +42,19 @@ _SSL_REASON = re.compile(r"OPENSSL_internal:([A-Z_]+)(?:: ([^:]+))?")
 @dataclass(frozen=True)
 class HandshakeRefusal:
     peer: str    # e.g. ipv4:10.77.0.12:41234
-    reason: str  # counter key: no_certificate, unknown_ca, expired, not_yet_valid, not_tls, tls_failed
+    reason: str  # counter key: no_certificate, unknown_ca, expired, not_yet_valid, not_tls,
+    #              handshake_timeout, tls_failed
     detail: str  # in words
 
 
 def classify(error: str) -> tuple[str, str] | None:
     """(reason, words) for a failed inbound handshake, None for a connection
     closed before it said anything (port checks, load balancer probes)."""
+    error = error.strip().splitlines()[0] if error.strip() else ""
     if "Socket closed" in error and "SSL" not in error:
         return None
+    if "Endpoint closing" in error or "Deadline Exceeded" in error:
+        return "handshake_timeout", "the caller did not complete its TLS handshake in time (handshake_timeout_s)"
     match = _SSL_REASON.search(error)
     code, text = (match.group(1), (match.group(2) or "").strip()) if match else ("", error.strip())
     if code == "PEER_DID_NOT_RETURN_A_CERTIFICATE":

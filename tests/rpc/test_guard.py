@@ -45,10 +45,14 @@ def register_handlers(guard: Guard):
     async def total(requests, context) -> bytes:
         return str(sum([len(r) async for r in requests])).encode()
 
+    async def boom(request: bytes, context) -> bytes:
+        raise ValueError("a bug in a handler")
+
     def register(server: grpc.aio.Server) -> None:
         server.add_generic_rpc_handlers((
             grpc.method_handlers_generic_handler("spirt.v1.Control", {
-                "Status": grpc.unary_unary_rpc_method_handler(whoami)}),
+                "Status": grpc.unary_unary_rpc_method_handler(whoami),
+                "Boom": grpc.unary_unary_rpc_method_handler(boom)}),
             grpc.method_handlers_generic_handler("spirt.v1.Membership", {
                 "Gossip": grpc.unary_unary_rpc_method_handler(whoami),
                 "Claims": grpc.unary_unary_rpc_method_handler(claims),
@@ -167,3 +171,14 @@ async def test_guard_refuses_oversized_messages(certs, served):
     assert f"vs. {LIMIT})" in info.value.details()
     # and the server still serves its members
     assert await call(certs, port, "peer2", "/spirt.v1.Membership/Gossip") == b"peer2"
+
+
+async def test_a_bug_in_a_handler_is_internal_with_its_traceback_only_in_the_log(certs, served, caplog):
+    port, _, _ = served
+    with caplog.at_level(logging.ERROR, logger="spirtd.security"):
+        err = await refused(certs, port, "alice", "/spirt.v1.Control/Boom")
+    assert err.code() == grpc.StatusCode.INTERNAL
+    assert err.details().startswith("an internal error on the peer (error ") and "ValueError" not in err.details()
+    logged = [r for r in caplog.records if "internal error" in r.getMessage()]
+    assert logged and logged[0].exc_info and "a bug in a handler" in str(logged[0].exc_info[1])
+    assert await call(certs, port, "alice", "/spirt.v1.Control/Status") == b"alice"

@@ -79,6 +79,8 @@ def test_trace_parser_drops_source_location_traces_under_any_line():
         ("error:100000f7:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER: x", "not_tls"),
         ("error:1000009c:SSL routines:OPENSSL_internal:HTTP_REQUEST: x", "not_tls"),
         ("error:10000123:SSL routines:OPENSSL_internal:SOMETHING_ELSE: x", "tls_failed"),
+        ("UNAVAILABLE: Handshake read failed (Endpoint closing)\n=== Source Location Trace: === \nsrc/x.cc:1",
+         "handshake_timeout"),
     ],
 )
 def test_classify_names_the_reason(error, reason):
