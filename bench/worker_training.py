@@ -35,7 +35,10 @@ SPEC = {
     "eval_every": 1000,
     "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
 }
-CONCURRENCY = (1, 2, 4)
+# (store persistence, fsync, warm workers): the store's durability costs,
+# measured beside the in-memory store at the same concurrency.
+RUNS = (("none", "everysec", 1), ("none", "everysec", 2), ("none", "everysec", 4),
+        ("aof", "everysec", 2), ("aof", "always", 2))  # fmt: skip
 ROUNDS, QUICK_ROUNDS = 6, 2
 
 
@@ -59,7 +62,7 @@ def plain_torch(spec, minibatches: int) -> float:
     return minibatches / (time.perf_counter() - begin)
 
 
-async def spirtd_rounds(spec, store, socket, password_file, concurrency: int, rounds: int) -> float:
+async def spirtd_rounds(spec, store, socket, password_file, concurrency: int, rounds: int, name: str) -> float:
     clock = SystemClock()
     training = compute.training(socket, password_file, clock)
     spec = from_dict({**spec.to_dict(), "workers": {"mode": "warm", "concurrency": concurrency}})
@@ -69,7 +72,7 @@ async def spirtd_rounds(spec, store, socket, password_file, concurrency: int, ro
         return compute.initial_parameters(spec)
 
     async with training.invoker(spec) as invoke:
-        runner = JobRunner(f"bench{concurrency}", spec, store, invoke, clock, shape, initial, lambda r: None)
+        runner = JobRunner(name, spec, store, invoke, clock, shape, initial, lambda r: None)
         await runner.load_or_start()
         await runner.run_round(0)  # warm-up: every worker loads the data once
         begin = time.perf_counter()
@@ -83,24 +86,26 @@ async def measure_training(quick: bool = False) -> list[dict[str, Any]]:
     rounds = QUICK_ROUNDS if quick else ROUNDS
     rows = []
     baseline = plain_torch(spec, rounds * spec.minibatches_per_round)
-    with tempfile.TemporaryDirectory(prefix="spw-", dir="/tmp") as tmp:
-        cfg = StoreServerConfig(data_dir=Path(tmp) / "store", persistence="none")
-        async with EmbeddedStore(cfg) as embedded:
-            store = await connect(socket_path=embedded.socket_path, password=embedded.password)
-            try:
-                for c in CONCURRENCY:
-                    rate = await spirtd_rounds(spec, store, embedded.socket_path, cfg.password_file, c, rounds)
-                    rows.append({"workers": c, "minibatches_per_s": rate, "plain_torch_per_s": baseline,
-                                 "ratio": rate / baseline})  # fmt: skip
-            finally:
-                await store.aclose()
+    for persistence, fsync, c in RUNS:
+        with tempfile.TemporaryDirectory(prefix="spw-", dir="/tmp") as tmp:
+            cfg = StoreServerConfig(data_dir=Path(tmp) / "store", persistence=persistence, fsync=fsync)
+            async with EmbeddedStore(cfg) as embedded:
+                store = await connect(socket_path=embedded.socket_path, password=embedded.password)
+                try:
+                    rate = await spirtd_rounds(spec, store, embedded.socket_path, cfg.password_file, c, rounds,
+                                               f"bench{c}{persistence}{fsync}")  # fmt: skip
+                finally:
+                    await store.aclose()
+        store_words = "in memory" if persistence == "none" else f"{persistence}, fsync {fsync}"
+        rows.append({"workers": c, "store": store_words, "minibatches_per_s": rate, "plain_torch_per_s": baseline,
+                     "ratio": rate / baseline})  # fmt: skip
     return rows
 
 
 def training_table(rows: list[dict[str, Any]]) -> str:
-    head = ("| warm workers | spirtd minibatches/s | plain torch minibatches/s | ratio |\n"
-            "|---|---|---|---|\n")  # fmt: skip
+    head = ("| warm workers | store | spirtd minibatches/s | plain torch minibatches/s | ratio |\n"
+            "|---|---|---|---|---|\n")  # fmt: skip
     return head + "\n".join(
-        f"| {r['workers']} | {r['minibatches_per_s']:.1f} | {r['plain_torch_per_s']:.1f} | {r['ratio']:.2f} |"
-        for r in rows
+        f"| {r['workers']} | {r['store']} | {r['minibatches_per_s']:.1f} | {r['plain_torch_per_s']:.1f} | "
+        f"{r['ratio']:.2f} |" for r in rows
     )

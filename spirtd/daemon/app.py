@@ -107,7 +107,9 @@ class Daemon:
 
     async def _start(self) -> None:
         cfg = self.config
-        self._saved = node_state.load(Path(cfg.data_dir))
+        self._saved, damaged = node_state.load_or_recover(Path(cfg.data_dir), self.clock.wall())
+        if damaged:
+            _log.error("%s; starting with incarnation %d", damaged, self._saved.incarnation)
         own, ca_pem, self.guard = self._security()
         self.guard.on_revoked_caller = self._expel_revoked
         self.store = await self._stack.enter_async_context(EmbeddedStore(cfg.store, clock=self.clock))

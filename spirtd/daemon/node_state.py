@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from spirtd.errors import ConfigError
 from spirtd.files import write_atomically
 
 FILE_NAME = "node.json"
+DAMAGED_SUFFIX = ".damaged"
 
 
 @dataclass(frozen=True)
@@ -30,8 +32,21 @@ def load(data_dir: Path) -> NodeState:
         raw = json.loads(path.read_text())
         crl = raw.get("crl_der_b64")
         return NodeState(int(raw.get("incarnation", 0)), base64.b64decode(crl) if crl else None)
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"{path} is damaged ({exc}); move it away to start afresh") from exc
+    except (ValueError, TypeError, AttributeError, RecursionError, OSError) as exc:
+        raise ConfigError(f"{path} is damaged ({exc})") from exc
+
+
+def load_or_recover(data_dir: Path, wall_s: float) -> tuple[NodeState, str]:
+    """The saved state; a damaged file is moved aside (node.json.damaged)
+    and the peer starts with an incarnation from the wall clock, above any
+    it counted up to before (its revocation list comes back from crl.pem
+    and gossip). Returns the state and what was wrong ("" if nothing)."""
+    try:
+        return load(data_dir), ""
+    except ConfigError as exc:
+        path = data_dir / FILE_NAME
+        os.replace(path, path.with_name(FILE_NAME + DAMAGED_SUFFIX))
+        return NodeState(incarnation=int(wall_s)), f"{exc}; moved it to {FILE_NAME}{DAMAGED_SUFFIX}"
 
 
 def save(data_dir: Path, state: NodeState) -> None:

@@ -182,11 +182,15 @@ def _private_file(path: Path, content: str) -> None:
 
 
 def load_or_create_password(cfg: StoreServerConfig) -> str:
-    """The store password: kept across restarts, made on first start."""
+    """The store password: kept across restarts, made on first start (and
+    made again if the file was damaged: nothing else depends on it)."""
     path = cfg.password_file
     if path.exists():
-        password = path.read_text().strip()
-        if password:
+        try:
+            password = path.read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            password = ""
+        if password and password.isprintable():
             os.chmod(path, 0o600)
             return password
     password = secrets.token_urlsafe(PASSWORD_BYTES)

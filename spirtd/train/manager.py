@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from spirtd.clock import Clock
@@ -231,11 +232,13 @@ class JobManager:
         job = self.view(job_id)
         record = job.record
         if record.job_phase.terminal:
-            return JobSnapshot(job, record.round, record.loss, record.accuracy, record.val_loss,
-                               job.progress.retried, job.progress.dropped, record.digest, self.elapsed_s(job))  # fmt: skip
+            return JobSnapshot(job, record.round, record.loss, record.accuracy, record.val_loss, record.retried,
+                               record.dropped, record.digest, self.elapsed_s(job))  # fmt: skip
         progress = job.progress  # and, with no await in between, the version _read_pinned pins
         digest = ""
-        with contextlib.suppress(JobNotFound):
+        # No digest before the first version, or while the store restarts:
+        # the rest of the status needs no store.
+        with contextlib.suppress(JobNotFound, StoreUnavailable, RedisConnectionError):
             _, digest = await self._read_pinned(job, self._store.digest)
         loss = progress.loss if progress.loss == progress.loss else None
         return JobSnapshot(job, progress.round, loss, progress.accuracy, progress.val_loss, progress.retried,
@@ -423,6 +426,7 @@ class JobManager:
         p, record = job.progress, job.record
         record.error, record.elapsed_s, record.finished_unix = error, elapsed_s, self._clock.wall()
         record.round, record.accuracy, record.val_loss = p.round, p.accuracy, p.val_loss
+        record.retried, record.dropped = p.retried, p.dropped
         record.loss = p.loss if p.loss == p.loss else None
         self._set_phase(job, phase)
         words = {JobPhase.SUCCEEDED: "finished", JobPhase.STOPPED_EARLY: "stopped early (no improvement)",

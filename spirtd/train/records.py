@@ -37,7 +37,8 @@ class RecordError(ConfigError):
 class JobRecord:
     """What is kept on disk for each job (fsynced). owner: the certificate
     name of the client that submitted it ("" with --insecure). round and
-    loss are the job's last committed round, kept when it ends."""
+    loss (and the other numbers) are the job's last committed round, kept
+    when it ends."""
 
     id: str
     spec: dict[str, Any]
@@ -54,6 +55,8 @@ class JobRecord:
     loss: float | None = None
     accuracy: float | None = None
     val_loss: float | None = None
+    retried: int = 0
+    dropped: int = 0
     model_kept: bool = True
 
     @property
@@ -66,7 +69,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "test_accuracy": (int, float, type(None)), "digest": (str,), "elapsed_s": (int, float),
     "total_rounds": (int,), "owner": (str,), "finished_unix": (int, float), "round": (int,),
     "loss": (int, float, type(None)), "accuracy": (int, float, type(None)), "val_loss": (int, float, type(None)),
-    "model_kept": (bool,),
+    "retried": (int,), "dropped": (int,), "model_kept": (bool,),
 }  # fmt: skip
 
 

@@ -240,7 +240,7 @@ def test_certs_makefile_dev_makes_documented_files(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
     dev = tmp_path / "dev"
-    names = ["node1", "node2", "node3", "client"]
+    names = ["node1", "node2", "node3", "client", "ops"]
     pairs = {f"{n}{suffix}" for n in names for suffix in (".crt", ".key")}
     expected = {"ca.crt", "ca.key", "crl.pem"} | pairs
     assert {p.name for p in dev.iterdir()} == expected
@@ -255,6 +255,7 @@ def test_certs_makefile_dev_makes_documented_files(tmp_path: Path) -> None:
         assert san.get_values_for_type(x509.DNSName) == [name, "localhost"]
         assert [str(a) for a in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
     certs_dir.credentials("client", role=Role.CLIENT)
+    certs_dir.credentials("ops", role=Role.OPERATOR)
 
     # Again: nothing to do. With the CA made anew, the certificates are made anew.
     before = snapshot(dev)

@@ -6,17 +6,23 @@ job back to round 0, and the job's events say so."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
 import signal
 import time
+from pathlib import Path
 
 import redis
 
-from tests.train.jobs import DIGITS, JOB_S, job_status, spirtctl, submit, wait_for_end
+from spirtd.api.spirt.v1 import control_pb2
+from tests.daemon.peers import Control
+from tests.train.jobs import DIGITS, JOB_S, spirtctl, submit, wait_for_end
 
-ROUNDS = 60
+POLL_S = 0.02
+
+ROUNDS = 60  # about 0.1 s each
 SPEC = DIGITS.format(epochs=1, timeout=30, mode="warm").replace("epochs = 1", f"rounds = {ROUNDS}")
 
 
@@ -36,17 +42,33 @@ def store_pid(peer) -> int:
         client.close()
 
 
-def kill_store_at(certs, peer, job_id, round_: int) -> int:
-    """SIGKILLs the peer's redis-server once the job is at round_ or later;
-    returns the round the job was at."""
-    deadline = time.monotonic() + JOB_S
-    while time.monotonic() < deadline:
-        status = job_status(certs, peer, job_id)
-        if status["round"] >= round_ or status["state"] not in ("queued", "running"):
+def kill_store_at(peer, job_id, round_: int) -> int:
+    """SIGKILLs the peer's redis-server once the job is at round_ or later,
+    then waits for the store to be back and the job past that round;
+    returns the round the job was at when its store died."""
+
+    async def watch() -> int:
+        control = Control(peer.address, peer_certs(peer))
+        request = control_pb2.JobStatusRequest(job_id=job_id)
+        try:
+            deadline = time.monotonic() + JOB_S
+            while (await control.stub.JobStatus(request, timeout=30)).round < round_:
+                assert time.monotonic() < deadline, f"job {job_id} did not reach round {round_}"
+                await asyncio.sleep(POLL_S)
+            at = (await control.stub.JobStatus(request, timeout=30)).round
             os.kill(store_pid(peer), signal.SIGKILL)
-            return status["round"]
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not reach round {round_}")
+            while (await control.stub.JobStatus(request, timeout=30)).round <= at:
+                assert time.monotonic() < deadline, f"job {job_id} did not go on after its store died at round {at}"
+                await asyncio.sleep(POLL_S)
+            return at
+        finally:
+            await control.aclose()
+
+    return asyncio.run(watch())
+
+
+def peer_certs(peer) -> Path:
+    return Path(peer.argv[peer.argv.index("--certs-dir") + 1])
 
 
 def reference_digest(peers, certs, tmp_path) -> str:
@@ -67,8 +89,8 @@ def test_the_job_survives_its_store_being_killed_again_and_again(peers, certs, t
     peer = peers.start("node1")  # the default store: aof, fsync every second
     job_id = submit(certs, peer, spec_path(tmp_path)).stdout.strip()
     rng = random.Random(7)
-    targets = sorted(rng.sample(range(5, ROUNDS - 10), 3))
-    killed_at = [kill_store_at(certs, peer, job_id, target) for target in targets]
+    targets = [rng.randrange(start, start + 8) for start in (5, 20, 35)]  # random rounds, a few apart
+    killed_at = [kill_store_at(peer, job_id, target) for target in targets]
     final = wait_for_end(certs, peer, job_id)
     assert final["state"] == "succeeded", final["error"]
     assert final["round"] == ROUNDS and final["digest"] == digest  # as if the store had never crashed
@@ -84,7 +106,7 @@ def test_a_store_that_keeps_nothing_sends_the_job_back_to_round_0_and_says_so(pe
     peers.config_text += '\n[store]\npersistence = "none"\n'
     peer = peers.start("node1")
     job_id = submit(certs, peer, spec_path(tmp_path)).stdout.strip()
-    at = kill_store_at(certs, peer, job_id, 20)
+    at = kill_store_at(peer, job_id, 20)
     final = wait_for_end(certs, peer, job_id)
     assert final["state"] == "succeeded" and final["digest"] == digest
     messages = watched_messages(certs, peer, job_id)
