@@ -44,6 +44,7 @@ _log = logging.getLogger("spirtd.train")
 JOBS_DIR = records.JOBS_DIR
 # How often a job whose store crashed asks whether it is back.
 STORE_POLL_S = 0.1
+NEVER_STARTED = "cancelled before it started"
 
 
 class JobNotFound(SpirtError):
@@ -216,8 +217,11 @@ class JobManager:
     async def _read_pinned(self, job: JobView, read: Callable[[str], Awaitable[Any]]) -> tuple[int, Any]:
         version = self._version(job)  # taken and pinned with no await in between
         if version is None:
-            why = "was not kept (retention: [jobs] keep_models)" if job.record.job_phase.terminal else "is not there"
-            raise JobNotFound(f"the model of job {job.record.id} {why}")
+            if job.spec is None:
+                raise JobNotFound(f"job {job.record.id} has no model: {job.record.error}")
+            if job.record.error == NEVER_STARTED:
+                raise JobNotFound(f"job {job.record.id} has no model: it was cancelled before it started")
+            raise JobNotFound(f"the model of job {job.record.id} was not kept (retention: [jobs] keep_models)")
         async with self._pins.pin(job.record.id, version):
             key = JobKeys(job.record.id).params(version)
             if not await self._store.exists(key):
@@ -248,8 +252,6 @@ class JobManager:
         """The job's spec, its flat parameters, their digest and the round
         they are of, all of one round."""
         job = self.view(job_id)
-        if job.spec is None:
-            raise JobNotFound(f"job {job_id} has no model: {job.record.error}")
 
         async def read(key: str) -> tuple[Any, str]:
             return await self._store.get(key), await self._store.digest(key)
@@ -285,7 +287,7 @@ class JobManager:
                 await asyncio.shield(self._current[1])
             return job.record.job_phase
         job.record.model_kept = False  # it never had one
-        self._finish(job, JobPhase.CANCELLED, "cancelled before it started")
+        self._finish(job, JobPhase.CANCELLED, NEVER_STARTED)
         return JobPhase.CANCELLED
 
     async def delete(self, job_id: str) -> None:
