@@ -27,18 +27,14 @@ from typing import Any, AsyncIterator
 
 import numpy as np
 
-# Imported here, not on first use: a warm worker is ready only once torch,
-# the models and the datasets are loaded, so that its first minibatch costs
-# what every other one does (the pool's start_timeout_s covers the import).
-import torch
-from spirtd.train import datasets as _datasets, models as _models  # noqa: F401
 from spirtd.clock import Clock
 from spirtd.errors import ConfigError
 from spirtd.train import chaos
 from spirtd.train.runner import DataShape
 from spirtd.train.spec import JobSpec
 
-HANDLER = "spirtd.train.compute:handle"
+# The workers' entry point (gradient_worker imports torch before a worker is ready).
+HANDLER = "spirtd.train.gradient_worker:handle"
 SOCKET_ENV = "SPIRTD_STORE_SOCKET"
 PASSWORD_FILE_ENV = "SPIRTD_STORE_PASSWORD_FILE"
 EVAL_BATCH = 1024
@@ -111,6 +107,8 @@ def _read_parameters(key: str) -> np.ndarray:
 
 
 def handle(request: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
     torch.set_num_threads(1)
     chaos.apply(request)
     spec = request["spec"]
@@ -138,6 +136,8 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _evaluate(model, data, split: str) -> dict[str, Any]:
+    import torch
+
     x, y = (data.val_x, data.val_y) if split == "val" else (data.test_x, data.test_y)
     if len(y) == 0:
         x, y = data.train_x, data.train_y  # no such split: say how it does on what it learned

@@ -26,26 +26,27 @@ async def submit_raw(control: Control, payload: bytes) -> grpc.aio.AioRpcError:
     return info.value
 
 
-@pytest.mark.parametrize(
-    "payload, words",
-    [
-        (b"\x0a\x04\xff\xfe\x00a", "String field had bad UTF-8"),  # field 1, the spec: not UTF-8
-        (b"\xff\xff\xff\xff", "not a valid message"),
-        (control_pb2.SubmitJobRequest(spec=NESTED_JSON, format="json").SerializeToString(), "nested too deeply"),
-        (control_pb2.SubmitJobRequest(spec=NESTED_TOML, format="toml").SerializeToString(), "nested too deeply"),
-        (control_pb2.SubmitJobRequest(spec='{"model": "mlp"}', format="yaml").SerializeToString(),
-         "spec format must be toml or json"),
-    ],
-    ids=["not-utf8", "not-protobuf", "nested-json", "nested-toml", "unknown-format"],
-)
-async def test_unusable_submissions_are_invalid_arguments(peers, certs, payload, words):
+UNUSABLE = {
+    "not-utf8": (b"\x0a\x04\xff\xfe\x00a", "String field had bad UTF-8"),  # field 1, the spec: not UTF-8
+    "not-protobuf": (b"\xff\xff\xff\xff", "not a valid message"),
+    "nested-json": (control_pb2.SubmitJobRequest(spec=NESTED_JSON, format="json").SerializeToString(),
+                    "nested too deeply"),
+    "nested-toml": (control_pb2.SubmitJobRequest(spec=NESTED_TOML, format="toml").SerializeToString(),
+                    "nested too deeply"),
+    "unknown-format": (control_pb2.SubmitJobRequest(spec='{"model": "mlp"}', format="yaml").SerializeToString(),
+                       "spec format must be toml or json"),
+}  # fmt: skip
+
+
+async def test_unusable_submissions_are_invalid_arguments(peers, certs):
     peer = peers.start("node1")
     control = Control(peer.address, certs)
     try:
-        err = await submit_raw(control, payload)
-        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
-        assert words in err.details() and "Traceback" not in err.details()
-        assert (await control.status()).id == "node1"
+        for case, (payload, words) in UNUSABLE.items():
+            err = await submit_raw(control, payload)
+            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (case, err.details())
+            assert words in err.details() and "Traceback" not in err.details(), (case, err.details())
+            assert (await control.status()).id == "node1"
     finally:
         await control.aclose()
     assert not (peer.data_dir / "jobs").exists() or not list((peer.data_dir / "jobs").glob("*.json"))

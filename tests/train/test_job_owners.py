@@ -11,7 +11,9 @@ import redis
 from tests.daemon.peers import SPIRTD
 from tests.train.jobs import DIGITS, spirtctl, submit, wait_for_end
 
-SMALL = DIGITS.format(epochs=1, timeout=30, mode="warm").replace("epochs = 1", "rounds = {rounds}")
+# One warm worker: these tests are about what a peer says and keeps, not speed.
+SMALL = (DIGITS.format(epochs=1, timeout=30, mode="warm").replace("epochs = 1", "rounds = {rounds}")
+         .replace("concurrency = 2", "concurrency = 1"))  # fmt: skip
 
 
 def small_spec(tmp_path, rounds=3, name="small.toml"):

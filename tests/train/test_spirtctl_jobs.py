@@ -16,7 +16,9 @@ from spirtd.train.models import ModelSpec, build_model
 from spirtd.train.spec import parse
 from tests.train.jobs import DIGITS, job_status, spirtctl, submit, wait_for_end
 
-SMALL = DIGITS.format(epochs=1, timeout=30, mode="warm").replace("epochs = 1", "rounds = {rounds}")
+# One warm worker: these tests are about what a peer says and keeps, not speed.
+SMALL = (DIGITS.format(epochs=1, timeout=30, mode="warm").replace("epochs = 1", "rounds = {rounds}")
+         .replace("concurrency = 2", "concurrency = 1"))  # fmt: skip
 
 
 def spec(tmp_path, rounds: int):
