@@ -2,7 +2,7 @@
 outputs are installed only if nobody changed them meanwhile, inputs are
 read as they were at the call, and clients may vanish mid-job.
 
-Ordering is made deterministic with a "blocker": a median over ~100 MB that
+Ordering is made deterministic with a "blocker": a median over ~200 MB that
 occupies the module's single job driver (THREADS 1) for a few hundred
 milliseconds. A job sent after it waits in the queue; a change made from
 another connection while `jobs_done` shows the job unfinished is certain to
@@ -35,7 +35,7 @@ from .helpers import (
     wait_until,
 )
 
-BLOCKER_ELEMS = 25_000_000 // 4  # per input: 4 inputs of 25 MB, 100 MB in all
+BLOCKER_ELEMS = 50_000_000 // 4  # per input: 4 inputs of 50 MB, 200 MB in all
 BLOCKER_KEYS = ["blk0", "blk1", "blk2", "blk3"]
 JOB_ELEMS = 40_000  # 160 KB per FLOAT tensor: every optimizer step goes to the pool
 PING_LIMIT_S = 0.005
