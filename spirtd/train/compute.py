@@ -19,11 +19,10 @@ JobManager.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import numpy as np
 
@@ -197,29 +196,12 @@ def layout(spec: JobSpec) -> list[tuple[str, tuple[int, ...]]]:
 
 
 def training(socket_path: Path, password_file: Path, clock: Clock):
-    """The JobManager's Training: this module's functions and a worker pool
-    per job with the job's limits."""
+    """The JobManager's Training: this module's functions, and warm worker
+    pools (kept between jobs with the same settings) with the job's limits."""
     from spirtd.train.manager import Training
+    from spirtd.train.warm_pools import WarmPools
 
-    @contextlib.asynccontextmanager
-    async def invoker(spec: JobSpec) -> AsyncIterator[Any]:
-        from spirtd.train.pool import WorkerPool
-        from spirtd.train.pool_config import PoolConfig, PoolMode
-
-        config = PoolConfig(
-            mode=PoolMode(spec.workers.mode),
-            concurrency=spec.workers.concurrency,
-            invocation_timeout_s=spec.limits.invocation_timeout_s,
-            memory_limit_mb=spec.limits.invocation_memory_mb,
-            max_attempts=spec.limits.max_attempts,
-        )
-        env = {**WORKER_ENV, SOCKET_ENV: str(socket_path), PASSWORD_FILE_ENV: str(password_file)}
-        async with WorkerPool(config, HANDLER, clock=clock, env=env) as pool:
-
-            async def invoke(request: dict[str, Any]) -> tuple[dict[str, Any], int]:
-                result = await pool.invoke(request)
-                return result.reply, result.attempts
-
-            yield invoke
-
-    return Training(describe=describe, initial_parameters=initial_parameters, invoker=invoker)
+    env = {**WORKER_ENV, SOCKET_ENV: str(socket_path), PASSWORD_FILE_ENV: str(password_file)}
+    pools = WarmPools(HANDLER, env, clock)
+    return Training(describe=describe, initial_parameters=initial_parameters, invoker=pools.invoker,
+                    idle=pools.idle)  # fmt: skip

@@ -29,6 +29,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from spirtd.clock import Clock
+from spirtd.membership.timeouts import clock_timeout
 from spirtd.errors import SpirtError, StoreUnavailable
 from spirtd.store.api import TensorStore
 from spirtd.train import footprint, records
@@ -95,11 +96,18 @@ class Training:
     describe(spec) checks a spec against its model and data and returns
     the data's shape and the model's size (raises ConfigError);
     initial_parameters(spec) builds version 0; invoker(spec) opens the
-    worker pool for a job (an async context manager yielding an Invoker)."""
+    worker pool for a job (an async context manager yielding an Invoker);
+    idle() lets go of workers kept warm between jobs (no job is waiting;
+    also called when the manager closes)."""
 
     describe: Callable[[specs.JobSpec], DataShape]
     initial_parameters: Callable[[specs.JobSpec], Any]
     invoker: Callable[[specs.JobSpec], Any]
+    idle: Callable[[], Awaitable[None]] = field(default=lambda: _nothing())
+
+
+async def _nothing() -> None:
+    return None
 
 
 class JobManager:
@@ -145,8 +153,11 @@ class JobManager:
         self._loop_task.cancel()
         if self._current is not None:
             self._current[1].cancel()
-        await self._stack.aclose()
-        self._group = None
+        try:
+            await self._stack.aclose()
+        finally:
+            self._group = None
+            await self._training.idle()
 
     async def _load_records(self) -> None:
         good, bad = await asyncio.to_thread(records.load_all, self._folder)
@@ -311,9 +322,18 @@ class JobManager:
     def _running(self) -> JobView | None:
         return self._jobs.get(self._current[0]) if self._current is not None else None
 
+    async def _next_job(self) -> str:
+        """The next job id; warm workers are let go after warm_idle_s with none."""
+        try:
+            async with clock_timeout(self._clock, self._config.warm_idle_s):
+                return await self._queue.get()
+        except TimeoutError:
+            await self._training.idle()
+        return await self._queue.get()
+
     async def _serve(self) -> None:
         while True:
-            job_id = await self._queue.get()
+            job_id = await self._next_job()
             job = self._jobs.get(job_id)
             if job is None or job.record.job_phase.terminal:
                 continue

@@ -3,7 +3,6 @@ with a traceback, and the peer keeps serving (a real peer over mutual TLS)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -11,7 +10,7 @@ import time
 import grpc
 import pytest
 
-from spirtd.api.spirt.v1 import control_pb2, control_pb2_grpc
+from spirtd.api.spirt.v1 import control_pb2
 from tests.daemon.peers import CALL_TIMEOUT_S, Control
 
 NESTED_JSON = "[" * 20_000 + "]" * 20_000
@@ -55,7 +54,7 @@ async def test_unusable_submissions_are_invalid_arguments(peers, certs):
 async def test_a_store_that_is_restarting_is_unavailable_not_an_error(peers, certs, tmp_path):
     from tests.train.jobs import DIGITS, spec_file, submit, wait_for_end
 
-    peers.config_text += "\n[store]\nrestart_backoff_s = 4.0\nrestart_backoff_max_s = 4.0\n"
+    peers.config_text += "\n[store]\nrestart_backoff_s = 2.5\nrestart_backoff_max_s = 2.5\n"
     peer = peers.start("node1")
     spec = spec_file(tmp_path, text=DIGITS.format(epochs=1, timeout=30, mode="warm").replace("epochs = 1", "rounds = 2"))
     job_id = submit(certs, peer, spec).stdout.strip()

@@ -82,11 +82,11 @@ def store_keys(peer) -> list[str]:
 
 
 def test_ended_jobs_keep_what_the_retention_settings_say(peers, certs, tmp_path):
-    peers.config_text += "\n[jobs]\nkeep_models = 1\nkeep_jobs = 2\nevent_history = 4\n"
+    peers.config_text += "\n[jobs]\nkeep_models = 1\nkeep_jobs = 2\nevent_history = 3\n"
     peer = peers.start("node1")
     ids = []
     for i in range(3):
-        ids.append(submit(certs, peer, small_spec(tmp_path, rounds=6, name=f"s{i}.toml")).stdout.strip())
+        ids.append(submit(certs, peer, small_spec(tmp_path, rounds=3, name=f"s{i}.toml")).stdout.strip())
         assert wait_for_end(certs, peer, ids[-1])["state"] == "succeeded"
     listed = {j["job_id"]: j for j in json.loads(spirtctl(certs, peer, "job", "list", "--json").stdout)}
     assert set(listed) == set(ids[1:])  # the oldest record went (keep_jobs = 2)
@@ -96,10 +96,10 @@ def test_ended_jobs_keep_what_the_retention_settings_say(peers, certs, tmp_path)
     assert old.returncode == 1 and "was not kept (retention: [jobs] keep_models)" in old.stderr
     assert spirtctl(certs, peer, "model", "get", ids[2], "-o", str(tmp_path / "new.pt")).returncode == 0
     # the store holds the one kept model and nothing else of any job
-    assert store_keys(peer) == [f"job:{ids[2]}:params:6"]
-    # a late watcher gets the newest events only (event_history = 4)
+    assert store_keys(peer) == [f"job:{ids[2]}:params:3"]
+    # a late watcher gets the newest events only (event_history = 3 of 3 rounds and the end)
     watched = spirtctl(certs, peer, "watch", ids[2], "--json").stdout.splitlines()
-    assert len(watched) == 4 and json.loads(watched[-1])["state"] == "succeeded"
+    assert [json.loads(line)["round"] for line in watched] == [2, 3, 3] and json.loads(watched[-1])["state"] == "succeeded"
 
 
 def test_the_store_is_tidied_of_jobs_that_have_no_record(peers, certs, tmp_path):

@@ -54,27 +54,22 @@ def test_status_right_after_a_restart_shows_where_the_job_is(peers, certs, tmp_p
     assert spirtctl(certs, peer, "cancel", job_id).returncode == 0
 
 
-def test_watch_into_a_pipe_writes_a_few_plain_lines(peers, certs, tmp_path):
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_a_watch_into_a_pipe_then_the_model_as_a_state_dict_or_torchscript(peers, certs, tmp_path):
     peer = peers.start("node1")
-    job_id = submit(certs, peer, spec(tmp_path, 30)).stdout.strip()
-    watched = spirtctl(certs, peer, "watch", job_id)  # stdout and stderr are pipes here
+    text = SMALL.format(rounds=20)
+    job_id = submit(certs, peer, spec(tmp_path, 20)).stdout.strip()
+    watched = spirtctl(certs, peer, "watch", job_id)  # stdout and stderr are pipes here: no bar
     assert watched.returncode == 0, watched.stderr
     assert "\r" not in watched.stdout + watched.stderr and "it/s" not in watched.stderr
     lines = watched.stdout.splitlines()
     assert lines[0].startswith("round ") and lines[-1] == f"job {job_id} succeeded: finished"
     assert 3 <= len(lines) <= 15, lines
-
-
-@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
-def test_the_model_comes_as_a_state_dict_or_as_torchscript(peers, certs, tmp_path):
-    peer = peers.start("node1")
-    text = SMALL.format(rounds=5)
-    job_id = submit(certs, peer, spec(tmp_path, 5)).stdout.strip()
     final = wait_for_end(certs, peer, job_id)
     for fmt in ("state-dict", "torchscript"):
         got = spirtctl(certs, peer, "model", "get", job_id, "-o", str(tmp_path / f"{fmt}.pt"), "--format", fmt)
         assert got.returncode == 0, got.stderr
-        assert f"round 5, digest {final['digest'][:16]}" in got.stdout
+        assert f"round 20, digest {final['digest'][:16]}" in got.stdout
     job = parse(text)
     data = load_dataset(DatasetSpec.from_dict(job.dataset.to_dict()), job.seed)
     model = build_model(ModelSpec.from_dict(job.model.to_dict()), data.input_shape, data.num_classes, 0)

@@ -22,7 +22,7 @@ from tests.train.jobs import DIGITS, JOB_S, spirtctl, submit, wait_for_end
 
 POLL_S = 0.02
 
-ROUNDS = 60  # about 0.1 s each
+ROUNDS = 40  # about 0.1 s each
 SPEC = DIGITS.format(epochs=1, timeout=30, mode="warm").replace("epochs = 1", f"rounds = {ROUNDS}")
 
 
@@ -97,7 +97,7 @@ def test_the_job_survives_its_store_being_killed_again_and_again(peers, certs, t
     peer = peers.start("node1")  # the default store: aof, fsync every second
     job_id = submit(certs, peer, spec_path(tmp_path)).stdout.strip()
     rng = random.Random(7)
-    targets = [rng.randrange(start, start + 8) for start in (5, 20, 35)]  # random rounds, a few apart
+    targets = [rng.randrange(start, start + 6) for start in (4, 14, 24)]  # random rounds, a few apart
     killed_at = [kill_store_at(peer, job_id, target) for target in targets]
     final = wait_for_end(certs, peer, job_id)
     assert final["state"] == "succeeded", final["error"]
@@ -114,7 +114,7 @@ def test_a_store_that_keeps_nothing_sends_the_job_back_to_round_0_and_says_so(pe
     peers.config_text += '\n[store]\npersistence = "none"\n'
     peer = peers.start("node1")
     job_id = submit(certs, peer, spec_path(tmp_path)).stdout.strip()
-    at = kill_store_at(peer, job_id, 20)
+    at = kill_store_at(peer, job_id, 15)
     final = wait_for_end(certs, peer, job_id)
     assert final["state"] == "succeeded" and final["digest"] == digest
     messages = watched_messages(certs, peer, job_id)
