@@ -5,6 +5,7 @@ workers, a tight loop of calls from one client)."""
 from __future__ import annotations
 
 import hashlib
+import time
 
 import grpc
 
@@ -12,7 +13,7 @@ from spirtd.api.spirt.v1 import control_pb2
 from tests.daemon.peers import Control, eventually
 from tests.train.jobs import JOB_S, spec_file, submit
 
-TERMINAL = {control_pb2.SUCCEEDED, control_pb2.STOPPED_EARLY, control_pb2.FAILED, control_pb2.CANCELLED}
+CALLS = 200  # each a status, then the whole model
 
 
 async def read_model(control: Control, job_id: str) -> tuple[int, str]:
@@ -27,7 +28,7 @@ async def read_model(control: Control, job_id: str) -> tuple[int, str]:
 
 async def test_status_and_model_answer_from_one_round_while_the_job_runs(peers, certs, tmp_path):
     peer = peers.start("node1")
-    job_id = submit(certs, peer, spec_file(tmp_path, epochs=4)).stdout.strip()
+    job_id = submit(certs, peer, spec_file(tmp_path, epochs=1000)).stdout.strip()  # runs until cancelled
     control = Control(peer.address, certs)
     request = control_pb2.JobStatusRequest(job_id=job_id)
     try:
@@ -38,24 +39,22 @@ async def test_status_and_model_answer_from_one_round_while_the_job_runs(peers, 
         await eventually(started, JOB_S, "the job's first round")
         errors: list[str] = []
         digests: dict[int, set[str]] = {}
-        statuses = models = 0
-        while True:
+        deadline = time.monotonic() + JOB_S
+        for _ in range(CALLS):
             try:
                 status = await control.stub.JobStatus(request, timeout=30)
-                statuses += 1
                 assert status.digest, f"status at round {status.round} has no digest"
                 digests.setdefault(status.round, set()).add(status.digest)
-                if status.state in TERMINAL:
-                    break
                 round_, digest = await read_model(control, job_id)
-                models += 1
                 digests.setdefault(round_, set()).add(digest)
             except grpc.aio.AioRpcError as exc:
                 errors.append(f"{exc.code().name}: {exc.details()}")
+            assert time.monotonic() < deadline
+        await control.stub.CancelJob(control_pb2.CancelJobRequest(job_id=job_id), timeout=30)
     finally:
         await control.aclose()
     assert errors == []
-    assert status.state == control_pb2.SUCCEEDED
-    assert statuses > 50 and models > 50, (statuses, models)
+    assert status.state == control_pb2.RUNNING
+    assert len(digests) >= 10, sorted(digests)  # rounds went by while it was read
     # every round's parameters have one digest, whoever read them
     assert all(len(found) == 1 for found in digests.values()), digests
