@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 from pathlib import Path
 
 import grpc
@@ -27,7 +28,7 @@ from spirtd.daemon import node_state
 from spirtd.daemon.config import DaemonConfig, format_address, parse_address
 from spirtd.daemon.control import ControlService, NodeView, StateAges, unimplemented_gradient_exchange
 from spirtd.daemon.transport import GrpcTransport, HeartbeatService, MembershipService, RevocationSpreader
-from spirtd.errors import MembershipError, SecurityError
+from spirtd.errors import ConfigError, MembershipError, SecurityError
 from spirtd.membership.driver import MembershipDriver
 from spirtd.membership.events import EventKind, MemberEvent
 from spirtd.membership.formulas import retransmit_limit
@@ -48,6 +49,16 @@ from spirtd.store.embedded import EmbeddedStore
 
 _log = logging.getLogger("spirtd")
 _members_log = logging.getLogger("spirtd.membership")
+
+# Stores a peer can train on at a [store] url: both speak RedisAI's tensor
+# protocol, which the workers use.
+EXTERNAL_BACKENDS = ("native", "redisai")
+
+
+def redacted(url: str) -> str:
+    """A store URL for logs and errors: without its password."""
+    return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", re.sub(r"password=[^&]*", "password=***", url))
+
 
 # The revocation list rides on as many gossip rounds as an update would in a
 # cluster this big; push-pull exchanges carry it too, whatever the size.
@@ -112,14 +123,10 @@ class Daemon:
             _log.error("%s; starting with incarnation %d", damaged, self._saved.incarnation)
         own, ca_pem, self.guard = self._security()
         self.guard.on_revoked_caller = self._expel_revoked
-        self.store = await self._stack.enter_async_context(EmbeddedStore(cfg.store, clock=self.clock))
-        self.tensors = await connect(socket_path=self.store.socket_path, password=self.store.password)
-        self._stack.push_async_callback(self.tensors.aclose)
-        self.store_backend = self.tensors.backend
+        location, memory_limit = await self._open_store()
         self.jobs = await self._stack.enter_async_context(JobManager(
-            Path(cfg.data_dir), self.tensors,
-            compute.training(self.store.socket_path, cfg.store.password_file, self.clock), self.clock,
-            cfg.jobs, store_memory_bytes=cfg.store.memory_limit_bytes,
+            Path(cfg.data_dir), self.tensors, compute.training(location, self.clock), self.clock,
+            cfg.jobs, store_memory_bytes=memory_limit,
         ))  # fmt: skip
         rounds = retransmit_limit(cfg.membership.retransmit_mult, CRL_GOSSIP_CLUSTER_SIZE)
         self.revocations = RevocationSpreader(self.guard, rounds, self._on_revocations)
@@ -164,6 +171,28 @@ class Daemon:
             self.store_backend, f"joining through {', '.join(seeds)}" if seeds else "starting a cluster",
             extra={"id": cfg.id, "address": self.address, "store": self.store_backend},
         )  # fmt: skip
+
+    async def _open_store(self) -> tuple[dict[str, str], int | None]:
+        """The colocated store (started and supervised here), or the external
+        one [store] url names; returns where workers find it and its memory
+        limit (None: none known)."""
+        cfg = self.config.store
+        if cfg.url is None:
+            self.store = await self._stack.enter_async_context(EmbeddedStore(cfg, clock=self.clock))
+            self.tensors = await connect(socket_path=self.store.socket_path, password=self.store.password)
+            self._stack.push_async_callback(self.tensors.aclose)
+            self.store_backend = self.tensors.backend
+            return compute.store_env(self.store.socket_path, cfg.password_file), cfg.memory_limit_bytes
+        self.store = None
+        self.tensors = await connect(cfg.url)
+        self._stack.push_async_callback(self.tensors.aclose)
+        self.store_backend = self.tensors.backend
+        if self.store_backend not in EXTERNAL_BACKENDS:
+            raise ConfigError(f"[store] url {redacted(cfg.url)} is a Redis with neither spirt's module nor RedisAI: "
+                              "workers need a store that speaks RedisAI's tensor protocol")  # fmt: skip
+        info = await self.tensors.client.info("memory")
+        _log.info("using the external store at %s (%s)", redacted(cfg.url), self.store_backend)
+        return compute.store_env(url=cfg.url), int(info.get("maxmemory", 0)) or None
 
     def _security(self) -> tuple[object, bytes | None, Guard]:
         cfg = self.config

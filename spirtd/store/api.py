@@ -246,6 +246,12 @@ class TensorStore(abc.ABC):
     async def exists(self, key: str) -> bool:
         return bool(await self._call("EXISTS", key))
 
+    async def copy(self, src: str, dst: str) -> bool:
+        """dst becomes a copy of the tensor at src (replacing what dst held);
+        False, with dst unchanged, when src holds nothing. Where the backend
+        can, the copy shares src's bytes until one of them is written."""
+        return bool(await self._call("COPY", src, dst, "REPLACE", key=src))
+
     async def delete(self, *keys: str) -> int:
         return int(await self._call("DEL", *keys)) if keys else 0
 

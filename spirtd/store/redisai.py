@@ -1,10 +1,20 @@
-"""The RedisAI backend: a real RedisAI (v1.2) at a URL the user gives.
+"""The RedisAI backend: a real RedisAI (tested: v1.2.7 with its torch
+backend, on Redis 6.2 and 7.0) at a URL the user gives.
 
 Tensors go through AI.TENSORSET / AI.TENSORGET; every aggregation rule and
 optimizer step is a TorchScript function (spirtd.store.redisai_scripts) that
 RedisAI runs in the database with AI.SCRIPTEXECUTE. RedisAI has no partial
 tensor writes or digests, so those are done with Lua inside the database
 (chunks) or pulled out (digest).
+
+The script lives in an ordinary key, SCRIPT_KEY (reserved): it is stored
+on first use and again whenever RedisAI says it is missing (after a
+FLUSHALL, or a restart without persistence). RedisAI's errors do not name
+the key that was missing or not a tensor, nor keep a script's message
+apart from its traceback: the backend finds the key, and keeps the message.
+An optimizer step writes its outputs only when it succeeds; state that does
+not exist yet is not created beforehand but starts at zero in the script,
+so a refused step leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -12,11 +22,13 @@ from __future__ import annotations
 import hashlib
 from typing import Sequence
 
+from redis.exceptions import ResponseError
+
 from spirtd.aggregation import RuleCall
-from spirtd.errors import BackendUnsupported, InvalidTensor
+from spirtd.errors import AggregationError, BackendUnsupported, InvalidTensor, StoreError, TensorNotFound, WrongType
 from spirtd.optim import AdamConfig, SgdConfig
 from spirtd.store import redisai_scripts
-from spirtd.store.api import DType, TensorMeta, check_shape
+from spirtd.store.api import TensorMeta, error_text, translate
 from spirtd.store.native import NativeStore
 
 # RedisAI takes a tensor in one argument, and Redis limits one argument to
@@ -24,6 +36,12 @@ from spirtd.store.native import NativeStore
 REDISAI_MAX_BLOB = 512 << 20
 SCRIPT_KEY = "spirt:scripts:" + hashlib.sha256(redisai_scripts.SCRIPT.encode()).hexdigest()[:12]
 SELECTED_SUFFIX = ":spirt-selected"
+# RedisAI's words for an AI.SCRIPTEXECUTE whose script key holds nothing, and
+# for an input that is missing (in every shard) or not a tensor.
+SCRIPT_MISSING = "script key is empty"
+KEY_MISSING = "tensor key is empty"
+TENSOR_TYPE = "AI_TENSOR"
+ADAM_STATE_ORDER = ("exp_avg", "exp_avg_sq", "step")
 
 ENTRY_POINT = {
     "mean": "spirt_mean",
@@ -60,6 +78,21 @@ if off < 0 or len < 0 or off + len > #blob then
     ' do not fit in a tensor of ' .. #blob .. ' bytes')
 end
 return string.sub(blob, off + 1, off + len)
+"""
+
+# RedisAI tensors have no COPY: the tensor is set again from its bytes,
+# inside the database.
+LUA_COPY = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+local meta = redis.call('AI.TENSORGET', KEYS[1], 'META')
+local args = {KEYS[2], meta[2]}
+for _, d in ipairs(meta[4]) do table.insert(args, d) end
+table.insert(args, 'BLOB')
+table.insert(args, redis.call('AI.TENSORGET', KEYS[1], 'BLOB'))
+redis.call('AI.TENSORSET', unpack(args))
+return 1
 """
 
 # Turns a staged string into a tensor and drops the string, atomically.
@@ -122,6 +155,9 @@ class RedisAIStore(NativeStore):
     async def read_chunk(self, key: str, offset: int, length: int) -> bytes:
         return await self._call("EVAL", LUA_READ_CHUNK, 1, key, int(offset), int(length), key=key)
 
+    async def copy(self, src: str, dst: str) -> bool:
+        return bool(await self._call("EVAL", LUA_COPY, 2, src, dst, key=src))
+
     async def digest(self, key: str) -> str:
         blob = await self._call("AI.TENSORGET", key, "BLOB", key=key)
         return hashlib.sha256(blob).hexdigest()
@@ -143,9 +179,7 @@ class RedisAIStore(NativeStore):
             "EVAL", LUA_COMMIT_STAGING, 2, staging, key, meta.dtype.value, *meta.shape, key=key
         )
 
-    async def _ensure_script(self) -> None:
-        if self._script_stored:
-            return
+    async def _store_script(self) -> None:
         await self._call(
             "AI.SCRIPTSTORE", SCRIPT_KEY, "CPU",
             "ENTRY_POINTS", len(redisai_scripts.ENTRY_POINTS), *redisai_scripts.ENTRY_POINTS,
@@ -153,59 +187,92 @@ class RedisAIStore(NativeStore):
         )  # fmt: skip
         self._script_stored = True
 
+    async def _execute(self, fn: str, inputs: Sequence[str], outputs: Sequence[str], args: Sequence[str],
+                       *, aggregation: bool) -> None:  # fmt: skip
+        """Runs an entry point; stores the script first when it is not there
+        (yet, or any more); RedisAI's error becomes one of the error tree's,
+        naming the key."""
+        if not self._script_stored:
+            await self._store_script()
+        command = scriptexecute_args(fn, inputs, outputs, args)
+        try:
+            await self._call(*command)
+        except StoreError as exc:
+            cause = exc.__cause__
+            if not isinstance(cause, ResponseError):
+                raise
+            if SCRIPT_MISSING in error_text(cause):
+                await self._store_script()
+                try:
+                    await self._call(*command)
+                    return
+                except StoreError as again:
+                    cause = again.__cause__
+                    if not isinstance(cause, ResponseError):
+                        raise
+            raise await self._explain(cause, inputs, aggregation=aggregation) from cause
+
+    async def _explain(self, exc: ResponseError, inputs: Sequence[str], *, aggregation: bool) -> StoreError | AggregationError:
+        text = error_text(exc)
+        prefix = redisai_scripts.ASSERTION_PREFIX
+        if prefix in text:
+            message = text.rsplit(prefix, 1)[1].strip()
+            return AggregationError(message) if aggregation else InvalidTensor(message)
+        if KEY_MISSING in text or text.startswith("WRONGTYPE"):
+            for key, kind in zip(inputs, await self._types(inputs)):
+                if kind == "none":
+                    return TensorNotFound(f"input tensor {key!r} does not exist")
+                if kind != TENSOR_TYPE:
+                    return WrongType(f"WRONGTYPE input {key!r} holds a value that is not a tensor")
+        return translate(exc)
+
+    async def _types(self, keys: Sequence[str]) -> list[str]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.type(key)
+            found = await pipe.execute()
+        return [k.decode() if isinstance(k, bytes) else str(k) for k in found]
+
+    async def _existing(self, keys: Sequence[str]) -> list[bool]:
+        return [kind != "none" for kind in await self._types(keys)]
+
     async def _aggregate(
         self, dst: str, call: RuleCall, inputs: list[str]
     ) -> tuple[int, ...] | None:
-        await self._ensure_script()
         fn = ENTRY_POINT[call.rule.name]
         if fn != "spirt_krum":
-            await self._work(scriptexecute_args(fn, inputs, [dst], rule_args(call)), aggregation=True)
+            await self._execute(fn, inputs, [dst], rule_args(call), aggregation=True)
             return None
         selected_key = dst + SELECTED_SUFFIX
         try:
-            await self._work(
-                scriptexecute_args(fn, inputs, [dst, selected_key], rule_args(call)),
-                aggregation=True,
-            )
+            await self._execute(fn, inputs, [dst, selected_key], rule_args(call), aggregation=True)
             values = await self._call("AI.TENSORGET", selected_key, "VALUES")
         finally:
             await self.delete(selected_key)
         return tuple(int(v) for v in values)
-
-    async def _zeros_like(self, key: str, like: TensorMeta) -> None:
-        if not await self.exists(key):
-            await self.create(key, like.dtype, like.shape)
 
     async def sgd_step(
         self, param: str, grad: str, cfg: SgdConfig, *, buffer: str | None = None
     ) -> None:
         if cfg.momentum > 0 and buffer is None:
             raise InvalidTensor("SGD with momentum needs a buffer key for its state")
-        await self._ensure_script()
         inputs, outputs = [param, grad], [param]
         if cfg.momentum > 0 and buffer is not None:
-            if await self.exists(buffer):
+            if (await self._existing([buffer]))[0]:
                 inputs.append(buffer)
             outputs.append(buffer)
         args = [repr(cfg.lr), repr(cfg.momentum), repr(cfg.dampening), _flag(cfg.nesterov),
                 repr(cfg.weight_decay), _flag(cfg.maximize)]  # fmt: skip
-        await self._work(scriptexecute_args("spirt_sgd", inputs, outputs, args), aggregation=False)
+        await self._execute("spirt_sgd", inputs, outputs, args, aggregation=False)
 
     async def adam_step(
         self, param: str, grad: str, cfg: AdamConfig, *, exp_avg: str, exp_avg_sq: str, step: str
     ) -> int:
-        await self._ensure_script()
-        like = await self.meta(param)
-        await self._zeros_like(exp_avg, like)
-        await self._zeros_like(exp_avg_sq, like)
-        if not await self.exists(step):
-            await self.create(step, DType.INT64, check_shape([1]))
+        state = [exp_avg, exp_avg_sq, step]
+        given = await self._existing(state)
         args = [repr(cfg.lr), repr(cfg.betas[0]), repr(cfg.betas[1]), repr(cfg.eps),
-                repr(cfg.weight_decay), _flag(cfg.decoupled), _flag(cfg.maximize)]  # fmt: skip
-        keys = [param, exp_avg, exp_avg_sq, step]
-        await self._work(
-            scriptexecute_args("spirt_adam", [param, grad, exp_avg, exp_avg_sq, step], keys, args),
-            aggregation=False,
-        )
+                repr(cfg.weight_decay), _flag(cfg.decoupled), _flag(cfg.maximize),
+                "".join("1" if g else "0" for g in given)]  # fmt: skip
+        inputs = [param, grad, *(key for key, g in zip(state, given) if g)]
+        await self._execute("spirt_adam", inputs, [param, *state], args, aggregation=False)
         return int((await self._call("AI.TENSORGET", step, "VALUES"))[0])
-

@@ -12,8 +12,14 @@ args: List[str]); keys[i] names tensors[i] in error messages (so KEYS must
 list the inputs first, in INPUTS order; where keys run out, messages give
 the index), args arrive as strings. The math is the numpy references' step
 for step: float64 throughout, one rounding to the inputs' dtype at the end.
-Every float input is checked to be finite; errors raise ValueError naming
-the key (RedisAI returns the message as the command's error).
+Every float input is checked to be finite.
+
+Written for RedisAI's own TorchScript compiler, which is stricter than
+Python's torch.jit: `torch` names built-in operators only, so dtypes are
+their ScalarType codes (6 for float32, not torch.float32), and no
+exception class is defined, so an error is `assert False, message` (RedisAI
+replies "...AssertionError: message"; the backend keeps the message).
+tests/store compiles this with a real AI.SCRIPTSTORE as well as torch.jit.
 
     spirt_mean(inputs; args [] or n weights)            -> [mean]
     spirt_median(inputs; args [])                       -> [median]
@@ -23,13 +29,24 @@ the key (RedisAI returns the message as the command's error).
     spirt_sgd([param, grad(, buf)]; args [lr, momentum, dampening, nesterov 0/1,
               weight_decay, maximize 0/1])              -> [param] or [param, buf]
     spirt_adam([param, grad, exp_avg, exp_avg_sq, step (int64 [1])];
-               args [lr, beta1, beta2, eps, weight_decay, decoupled 0/1, maximize 0/1])
+               args [lr, beta1, beta2, eps, weight_decay, decoupled 0/1, maximize 0/1
+               (, given: which of exp_avg, exp_avg_sq, step are among the tensors,
+               e.g. "000" for the first step: what is missing starts at zero)])
                                                         -> [param, exp_avg, exp_avg_sq, step]
 """
 
 from __future__ import annotations
 
 from spirtd.aggregation.krum import MAX_INPUTS as KRUM_MAX_INPUTS
+
+# torch's ScalarType codes, which TorchScript takes wherever a dtype goes.
+SCALAR_TYPES = {"INT64": 4, "FLOAT32": 6, "FLOAT64": 7}
+# Elements of a mean done at a time: 512 KiB of float64 stays in cache, and
+# pieces this big keep the interpreter's cost per piece small (measured:
+# 32768 and 131072 were slower on 2.54M and 11.7M elements).
+MEAN_PIECE = 65536
+# What RedisAI puts before the message of a failed assert.
+ASSERTION_PREFIX = "AssertionError: "
 
 ENTRY_POINTS: tuple[str, ...] = (
     "spirt_mean",
@@ -48,18 +65,18 @@ def _key(keys: List[str], i: int) -> str:
 
 
 def _dtype_name(t: Tensor) -> str:
-    if t.dtype == torch.float32:
+    if t.dtype == FLOAT32:
         return "float32"
-    if t.dtype == torch.float64:
+    if t.dtype == FLOAT64:
         return "float64"
-    if t.dtype == torch.int64:
+    if t.dtype == INT64:
         return "int64"
     return "dtype code " + str(t.dtype)
 
 
 def _check_count(args: List[str], want: List[int], what: str):
     if len(args) not in want:
-        raise ValueError(what + " takes " + str(want) + " args; got " + str(len(args)))
+        assert False, (what + " takes " + str(want) + " args; got " + str(len(args)))
 
 
 def _num(args: List[str], i: int, name: str) -> float:
@@ -69,10 +86,10 @@ def _num(args: List[str], i: int, name: str) -> float:
         if c not in "0123456789.eE+-":
             ok = False
     if not ok:
-        raise ValueError(name + " must be a number, got '" + s + "'")
+        assert False, (name + " must be a number, got '" + s + "'")
     v = float(s)
     if v != v or v - v != 0.0 or v < 0.0:
-        raise ValueError(name + " must be finite and >= 0, got " + s)
+        assert False, (name + " must be finite and >= 0, got " + s)
     return v
 
 
@@ -83,10 +100,10 @@ def _int(args: List[str], i: int, name: str, minimum: int) -> int:
         if c not in "0123456789":
             ok = False
     if not ok:
-        raise ValueError(name + " must be an integer >= " + str(minimum) + ", got '" + s + "'")
+        assert False, (name + " must be an integer >= " + str(minimum) + ", got '" + s + "'")
     v = int(s)
     if v < minimum:
-        raise ValueError(name + " must be an integer >= " + str(minimum) + ", got " + s)
+        assert False, (name + " must be an integer >= " + str(minimum) + ", got " + s)
     return v
 
 
@@ -95,45 +112,45 @@ def _flag(args: List[str], i: int, name: str) -> bool:
         return True
     if args[i] == "0":
         return False
-    raise ValueError(name + " must be 0 or 1, got '" + args[i] + "'")
+    assert False, (name + " must be 0 or 1, got '" + args[i] + "'")
 
 
 def _check_finite(t: Tensor, role: str, keys: List[str], i: int):
     bad = torch.nonzero(torch.logical_not(torch.isfinite(t.reshape(-1))))
     if bad.size(0) > 0:
-        raise ValueError(role + " " + _key(keys, i) + " has a non-finite value at element "
+        assert False, (role + " " + _key(keys, i) + " has a non-finite value at element "
                          + str(int(bad[0, 0].item())) + "; nothing was written")
 
 
 def _check_float(t: Tensor, role: str, keys: List[str], i: int, what: str):
-    if t.dtype != torch.float32 and t.dtype != torch.float64:
-        raise ValueError(role + " " + _key(keys, i) + " has dtype " + _dtype_name(t)
+    if t.dtype != FLOAT32 and t.dtype != FLOAT64:
+        assert False, (role + " " + _key(keys, i) + " has dtype " + _dtype_name(t)
                          + "; " + what + " needs float32 or float64")
 
 
 def _check_like(t: Tensor, like: Tensor, role: str, keys: List[str], i: int, other: str):
     if t.dtype != like.dtype or t.size() != like.size():
-        raise ValueError(role + " " + _key(keys, i) + " is " + _dtype_name(t) + " "
+        assert False, (role + " " + _key(keys, i) + " is " + _dtype_name(t) + " "
                          + str(t.size()) + " but " + other + " is " + _dtype_name(like)
                          + " " + str(like.size()))
 
 
 def _stack(tensors: List[Tensor], keys: List[str]) -> Tensor:
     if len(tensors) == 0:
-        raise ValueError("aggregation needs at least one input; got 0")
+        assert False, ("aggregation needs at least one input; got 0")
     first = tensors[0]
     for i in range(len(tensors)):
         _check_float(tensors[i], "input", keys, i, "aggregation")
         _check_like(tensors[i], first, "input", keys, i, "input " + _key(keys, 0))
     for i in range(len(tensors)):
         _check_finite(tensors[i], "input", keys, i)
-    return torch.stack([t.reshape(-1).to(torch.float64) for t in tensors])
+    return torch.stack([t.reshape(-1).to(FLOAT64) for t in tensors])
 
 
 def _finish(value: Tensor, like: Tensor, rule: str) -> Tensor:
     out = value.to(like.dtype).reshape(like.size())
     if not bool(torch.isfinite(out).all()):
-        raise ValueError(rule + " overflowed: the result is not finite although every input is")
+        assert False, (rule + " overflowed: the result is not finite although every input is")
     return out
 
 
@@ -145,24 +162,70 @@ def _mean_rows(x: Tensor, order: List[int]) -> Tensor:
 """
 
 _AGGREGATION = """
+def _check_all(tensors: List[Tensor], keys: List[str]):
+    # dtype and shape of every input (no pass over the data)
+    if len(tensors) == 0:
+        assert False, ("aggregation needs at least one input; got 0")
+    first = tensors[0]
+    for i in range(len(tensors)):
+        _check_float(tensors[i], "input", keys, i, "aggregation")
+        _check_like(tensors[i], first, "input", keys, i, "input " + _key(keys, 0))
+
+
+def _mean_in_float64(tensors: List[Tensor], w: List[float], scale: float) -> Tensor:
+    # scale * sum_k w_k x_k (sum_k x_k with no weights), in index order, in
+    # float64, rounded once to the inputs' dtype: the numpy reference's
+    # order and roundings. Done a cache-sized piece at a time, so that each
+    # input is read once and only the result is written. No input is
+    # checked here: _finish_sum's result is finite unless an input is not
+    # (or float64 inputs overflow the sum).
+    flat = [t.reshape(-1) for t in tensors]
+    size = flat[0].numel()
+    out = torch.empty([size], dtype=tensors[0].dtype)
+    acc = torch.empty([min(size, MEAN_PIECE)], dtype=FLOAT64)
+    start = 0
+    while start < size:
+        end = min(start + MEAN_PIECE, size)
+        a = acc[: end - start]
+        a.copy_(flat[0][start:end])
+        if len(w) > 0:
+            a.mul_(w[0])
+        for k in range(1, len(flat)):
+            if len(w) > 0:
+                a.add_(flat[k][start:end].to(FLOAT64) * w[k])
+            else:
+                a.add_(flat[k][start:end])
+        out[start:end].copy_(a.mul_(scale))
+        start = end
+    return out
+
+
+def _finish_sum(value: Tensor, tensors: List[Tensor], keys: List[str], rule: str) -> Tensor:
+    # _finish for a result whose inputs were not checked: one that is not
+    # finite names the first input that is not, or else overflowed.
+    out = value.reshape(tensors[0].size())
+    if not bool(torch.isfinite(out).all()):
+        for i in range(len(tensors)):
+            _check_finite(tensors[i], "input", keys, i)
+        assert False, (rule + " overflowed: the result is not finite although every input is")
+    return out
+
+
 def spirt_mean(tensors: List[Tensor], keys: List[str], args: List[str]):
-    x = _stack(tensors, keys)
-    n = x.size(0)
+    _check_all(tensors, keys)
+    n = len(tensors)
     if len(args) == 0:
-        return [_finish(_mean_rows(x, list(range(n))), tensors[0], "mean")]
+        return [_finish_sum(_mean_in_float64(tensors, [], 1.0 / n), tensors, keys, "mean")]
     if len(args) != n:
-        raise ValueError("weights needs one weight per input (" + str(n) + "); got "
+        assert False, ("weights needs one weight per input (" + str(n) + "); got "
                          + str(len(args)))
     w = [_num(args, k, "weights") for k in range(n)]
     total = 0.0
     for wk in w:
         total += wk
     if total == 0.0:
-        raise ValueError("weights must not all be zero")
-    acc = w[0] * x[0]
-    for k in range(1, n):
-        acc = acc + w[k] * x[k]
-    return [_finish(acc * (1.0 / total), tensors[0], "mean")]
+        assert False, ("weights must not all be zero")
+    return [_finish_sum(_mean_in_float64(tensors, w, 1.0 / total), tensors, keys, "mean")]
 
 
 def spirt_median(tensors: List[Tensor], keys: List[str], args: List[str]):
@@ -181,7 +244,7 @@ def spirt_trimmed_mean(tensors: List[Tensor], keys: List[str], args: List[str]):
     b = _int(args, 0, "b", 0)
     n = len(tensors)
     if n <= 2 * b:
-        raise ValueError("trimmed_mean drops b=" + str(b) + " values at each end, so it needs "
+        assert False, ("trimmed_mean drops b=" + str(b) + " values at each end, so it needs "
                          + "more than 2b=" + str(2 * b) + " inputs; got " + str(n))
     s = _stack(tensors, keys)
     if b > 0:
@@ -203,29 +266,29 @@ def spirt_krum(tensors: List[Tensor], keys: List[str], args: List[str]):
     if m == 1:
         rule = "krum"
     if n > KRUM_MAX_INPUTS:
-        raise ValueError(rule + " compares every pair of inputs and takes at most "
+        assert False, (rule + " compares every pair of inputs and takes at most "
                          + str(KRUM_MAX_INPUTS) + "; got " + str(n))
     if n < 2 * f + 3:
-        raise ValueError(rule + " tolerates f faulty inputs only with n >= 2f+3: f=" + str(f)
+        assert False, (rule + " tolerates f faulty inputs only with n >= 2f+3: f=" + str(f)
                          + " needs at least " + str(2 * f + 3) + " inputs, got " + str(n))
     if m > n - f:
-        raise ValueError("multikrum averages m of the n-f best-scored inputs: m=" + str(m)
+        assert False, ("multikrum averages m of the n-f best-scored inputs: m=" + str(m)
                          + " is more than n-f=" + str(n - f))
     x = _stack(tensors, keys)
-    dist = torch.zeros([n, n], dtype=torch.float64)
+    dist = torch.zeros([n, n], dtype=FLOAT64)
     for i in range(n - 1):
         diff = x[i + 1:] - x[i]
         dist[i, i + 1:] = (diff * diff).sum(dim=1)
     dist = dist + dist.t()
     if not bool(torch.isfinite(dist).all()):
-        raise ValueError(rule + " overflowed: distances between inputs are not finite "
+        assert False, (rule + " overflowed: distances between inputs are not finite "
                          + "although every input is")
     dist.fill_diagonal_(float("inf"))
     nearest = torch.sort(dist, dim=1).values[:, : n - f - 2]
     scores = torch.cumsum(nearest, dim=1)[:, -1]
     chosen = torch.sort(scores, stable=True).indices[:m]
     order: List[int] = chosen.tolist()
-    return [_finish(_mean_rows(x, order), tensors[0], rule), chosen.to(torch.int64)]
+    return [_finish(_mean_rows(x, order), tensors[0], rule), chosen.to(INT64)]
 """
 
 _OPTIM = """
@@ -249,16 +312,16 @@ def spirt_sgd(tensors: List[Tensor], keys: List[str], args: List[str]):
     wd = _num(args, 4, "weight_decay")
     maximize = _flag(args, 5, "maximize")
     if nesterov and (momentum <= 0.0 or dampening != 0.0):
-        raise ValueError("nesterov needs momentum > 0 and dampening 0")
+        assert False, ("nesterov needs momentum > 0 and dampening 0")
     if len(tensors) not in [2, 3]:
-        raise ValueError("spirt_sgd takes [param, grad] or [param, grad, buf]; got "
+        assert False, ("spirt_sgd takes [param, grad] or [param, grad, buf]; got "
                          + str(len(tensors)) + " tensors")
     if momentum == 0.0:
         tensors = tensors[:2]  # plain SGD keeps no buffer; one given is ignored
     _check_step_inputs(tensors, keys, ["parameter", "gradient", "momentum buffer"][: len(tensors)])
     param = tensors[0]
-    p = param.to(torch.float64)
-    g = tensors[1].to(torch.float64)
+    p = param.to(FLOAT64)
+    g = tensors[1].to(FLOAT64)
     if maximize:
         g = -g
     d = g + wd * p
@@ -266,7 +329,7 @@ def spirt_sgd(tensors: List[Tensor], keys: List[str], args: List[str]):
         return [(p - lr * d).to(param.dtype)]
     b = d
     if len(tensors) == 3:
-        b = momentum * tensors[2].to(torch.float64) + (1.0 - dampening) * d
+        b = momentum * tensors[2].to(FLOAT64) + (1.0 - dampening) * d
     if nesterov:
         d = d + momentum * b
     else:
@@ -275,7 +338,7 @@ def spirt_sgd(tensors: List[Tensor], keys: List[str], args: List[str]):
 
 
 def spirt_adam(tensors: List[Tensor], keys: List[str], args: List[str]):
-    _check_count(args, [7], "spirt_adam")
+    _check_count(args, [7, 8], "spirt_adam")
     lr = _num(args, 0, "lr")
     b1 = _num(args, 1, "beta1")
     b2 = _num(args, 2, "beta2")
@@ -284,19 +347,40 @@ def spirt_adam(tensors: List[Tensor], keys: List[str], args: List[str]):
     decoupled = _flag(args, 5, "decoupled")
     maximize = _flag(args, 6, "maximize")
     if b1 >= 1.0 or b2 >= 1.0:
-        raise ValueError("beta1 and beta2 must be in [0, 1)")
-    if len(tensors) != 5:
-        raise ValueError("spirt_adam takes [param, grad, exp_avg, exp_avg_sq, step]; got "
-                         + str(len(tensors)) + " tensors")
+        assert False, ("beta1 and beta2 must be in [0, 1)")
+    given = "111"
+    if len(args) == 8:
+        given = args[7]
+    if len(given) != 3 or given.strip("01") != "":
+        assert False, ("the given-state mask must be three 0/1 digits, got '" + given + "'")
+    want = 2
+    for c in given:
+        if c == "1":
+            want += 1
+    if len(tensors) != want:
+        assert False, ("spirt_adam takes [param, grad] and the state tensors the mask gives ("
+                       + given + ": " + str(want) + " tensors); got " + str(len(tensors)) + " tensors")
+    # State not given (not there yet: the first step) starts at zero.
+    state: List[Tensor] = []
+    j = 2
+    for i in range(3):
+        if given[i] == "1":
+            state.append(tensors[j])
+            j += 1
+        elif i < 2:
+            state.append(torch.zeros_like(tensors[0]))
+        else:
+            state.append(torch.zeros([1], dtype=INT64))
+    tensors = [tensors[0], tensors[1], state[0], state[1], state[2]]
     _check_step_inputs(tensors, keys, ["parameter", "gradient", "exp_avg", "exp_avg_sq"])
     st = tensors[4]
-    if st.dtype != torch.int64 or st.numel() != 1 or int(st.reshape(-1)[0].item()) < 0:
-        raise ValueError("step " + _key(keys, 4)
+    if st.dtype != INT64 or st.numel() != 1 or int(st.reshape(-1)[0].item()) < 0:
+        assert False, ("step " + _key(keys, 4)
                          + " must be an int64 tensor of shape [1] holding a step count")
     t = int(st.reshape(-1)[0].item()) + 1
     param = tensors[0]
-    p = param.to(torch.float64)
-    g = tensors[1].to(torch.float64)
+    p = param.to(FLOAT64)
+    g = tensors[1].to(FLOAT64)
     if maximize:
         g = -g
     shrink = 1.0
@@ -305,16 +389,27 @@ def spirt_adam(tensors: List[Tensor], keys: List[str], args: List[str]):
         shrink = 1.0 - lr * wd
         coupled_wd = 0.0
     g = g + coupled_wd * p
-    m0 = tensors[2].to(torch.float64)
-    v0 = tensors[3].to(torch.float64)
+    m0 = tensors[2].to(FLOAT64)
+    v0 = tensors[3].to(FLOAT64)
     m = m0 + (1.0 - b1) * (g - m0)
     v = b2 * v0 + (1.0 - b2) * g * g
     step_size = lr / (1.0 - b1 ** t)
-    bc2_sqrt = float(torch.sqrt(torch.full([1], 1.0 - b2 ** t, dtype=torch.float64)).item())
+    bc2_sqrt = float(torch.sqrt(torch.full([1], 1.0 - b2 ** t, dtype=FLOAT64)).item())
     new_p = p * shrink - step_size * m / (torch.sqrt(v) / bc2_sqrt + eps)
     dt = param.dtype
-    return [new_p.to(dt), m.to(dt), v.to(dt), torch.full([1], t, dtype=torch.int64)]
+    return [new_p.to(dt), m.to(dt), v.to(dt), torch.full([1], t, dtype=INT64)]
 """
 
-# TorchScript has no module constants; the limit is written into the source.
-SCRIPT: str = (_HELPERS + _AGGREGATION + _OPTIM).replace("KRUM_MAX_INPUTS", str(KRUM_MAX_INPUTS))
+
+
+def _source() -> str:
+    """TorchScript has no module constants: limits and dtype codes are
+    written into the source."""
+    text = (_HELPERS + _AGGREGATION + _OPTIM).replace("KRUM_MAX_INPUTS", str(KRUM_MAX_INPUTS))
+    text = text.replace("MEAN_PIECE", str(MEAN_PIECE))
+    for name, code in SCALAR_TYPES.items():
+        text = text.replace(name, str(code))
+    return text
+
+
+SCRIPT: str = _source()

@@ -43,6 +43,13 @@ class StoreServerConfig:
     data_dir: Path
     """The store's folder (0700): socket, password, config, log, data."""
 
+    url: str | None = None
+    """An external store instead of the colocated one: a Redis with spirt's
+    module, or a real RedisAI (1.2.7 tested), at redis://[:password@]host:port
+    or unix:///path/to/socket?password=...; the peer and its workers use it,
+    and run no redis-server of their own. Its durability, memory limit and
+    restarts are its operator's; the other [store] settings do not apply."""
+
     persistence: Persistence = "aof"
     """aof (the default) appends every write to a log that survives a crash
     of the store, fsynced as fsync says; rdb keeps only the snapshots rdb_save
@@ -97,6 +104,9 @@ class StoreServerConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).absolute())
+        if self.url is not None and (not isinstance(self.url, str)
+                                     or not self.url.startswith(("redis://", "rediss://", "unix://"))):  # fmt: skip
+            raise ConfigError(f"url must be redis://host:port, rediss://host:port or unix:///path, not {self.url!r}")
         for name in ("redis_server", "module_path"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, (str, os.PathLike)):

@@ -34,8 +34,11 @@ from spirtd.train.spec import JobSpec
 
 # The workers' entry point (gradient_worker imports torch before a worker is ready).
 HANDLER = "spirtd.train.gradient_worker:handle"
+# How a worker finds the store: the colocated one's socket and password
+# file, or the URL of an external one.
 SOCKET_ENV = "SPIRTD_STORE_SOCKET"
 PASSWORD_FILE_ENV = "SPIRTD_STORE_PASSWORD_FILE"
+URL_ENV = "SPIRTD_STORE_URL"
 EVAL_BATCH = 1024
 CACHE_SIZE = 4
 # One thread per worker: results are bit-identical whatever the machine, and
@@ -83,14 +86,25 @@ def stats_key(gradient_key: str) -> str:
     return f"{gradient_key}:stats"
 
 
+def store_env(socket_path: Path | None = None, password_file: Path | None = None,
+              url: str | None = None) -> dict[str, str]:  # fmt: skip
+    """The environment that tells workers where the store is."""
+    if url is not None:
+        return {URL_ENV: url}
+    return {SOCKET_ENV: str(socket_path), PASSWORD_FILE_ENV: str(password_file)}
+
+
 @lru_cache(maxsize=1)
 def _store():
     import redis
 
+    url = os.environ.get(URL_ENV)
+    if url:
+        return redis.Redis.from_url(url, socket_timeout=None)
     socket = os.environ.get(SOCKET_ENV)
     password_file = os.environ.get(PASSWORD_FILE_ENV)
     if not socket or not password_file:
-        raise ConfigError(f"a worker needs {SOCKET_ENV} and {PASSWORD_FILE_ENV} to reach the store")
+        raise ConfigError(f"a worker needs {URL_ENV}, or {SOCKET_ENV} and {PASSWORD_FILE_ENV}, to reach the store")
     password = Path(password_file).read_text().strip()
     return redis.Redis(unix_socket_path=socket, password=password, socket_timeout=None)
 
@@ -195,13 +209,13 @@ def layout(spec: JobSpec) -> list[tuple[str, tuple[int, ...]]]:
     return parameter_layout(_skeleton_of(spec, dataset_of(spec.to_dict())))
 
 
-def training(socket_path: Path, password_file: Path, clock: Clock):
+def training(store_location: dict[str, str], clock: Clock):
     """The JobManager's Training: this module's functions, and warm worker
-    pools (kept between jobs with the same settings) with the job's limits."""
+    pools (kept between jobs with the same settings) with the job's limits;
+    store_location is store_env(...) of the store the workers use."""
     from spirtd.train.manager import Training
     from spirtd.train.warm_pools import WarmPools
 
-    env = {**WORKER_ENV, SOCKET_ENV: str(socket_path), PASSWORD_FILE_ENV: str(password_file)}
-    pools = WarmPools(HANDLER, env, clock)
+    pools = WarmPools(HANDLER, {**WORKER_ENV, **store_location}, clock)
     return Training(describe=describe, initial_parameters=initial_parameters, invoker=pools.invoker,
                     idle=pools.idle)  # fmt: skip

@@ -286,10 +286,9 @@ class JobRunner:
     async def _update(self, r: int) -> None:
         cfg = self.spec.optimizer.config()
         names = ADAM_STATE if isinstance(cfg, AdamConfig) else SGD_STATE
-        client = self._store.client
-        await client.copy(self.keys.params(r), self.keys.params(r + 1), replace=True)
+        await self._store.copy(self.keys.params(r), self.keys.params(r + 1))
         for name in names:
-            await client.copy(self.keys.optimizer(name, r), self.keys.optimizer(name, r + 1), replace=True)
+            await self._store.copy(self.keys.optimizer(name, r), self.keys.optimizer(name, r + 1))
         nxt = lambda name: self.keys.optimizer(name, r + 1)  # noqa: E731
         if isinstance(cfg, AdamConfig):
             await self._store.adam_step(self.keys.params(r + 1), self.keys.aggregate(r), cfg,

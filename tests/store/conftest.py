@@ -1,12 +1,14 @@
 """Stores of every backend on real servers, for the shared conformance suite.
 
 native: a redis-server with spirt's module. plain: a redis-server with no
-module at all. redisai: a real RedisAI, only when SPIRTD_TEST_REDISAI_URL
-points at one (RedisAI is unmaintained and installable from no registry).
-redisai-protocol: the RedisAI backend against spirt's module, which speaks
-RedisAI's tensor protocol (AI.TENSORSET/AI.TENSORGET): this runs the
-backend's tensor, chunk (Lua) and digest paths for real everywhere; only
-its AI.SCRIPTEXECUTE paths need a real RedisAI.
+module at all. redisai: a real RedisAI (1.2.7, torch backend): started from
+../shared/redisai/serve when it is there (one server per test module,
+flushed before every case, stopped by its pid), else the one
+SPIRTD_TEST_REDISAI_URL points at (flushed too: give a scratch server);
+with neither the cases skip, saying why, except under CI (CI=true), where
+they fail. redisai-protocol: the RedisAI backend against spirt's module,
+which speaks RedisAI's tensor protocol (AI.TENSORSET/AI.TENSORGET): the
+backend's tensor, chunk (Lua) and digest paths, on any machine.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import asyncio
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Awaitable, Callable, TypeVar
+from typing import Awaitable, Callable, Iterator, TypeVar
 
 import pytest
 import redis.asyncio as aioredis
@@ -24,10 +26,15 @@ from spirtd.store import TensorStore, connect
 from spirtd.store import locate
 from spirtd.store.redisai import RedisAIStore
 from spirtd.store.server import PreparedServer, StoreServerConfig
+from tests import redisai_server
 from tests.conftest import RedisProcess
 
 REDISAI_URL_ENV = "SPIRTD_TEST_REDISAI_URL"
+
 BACKENDS = ["native", "plain", "redisai-protocol", "redisai"]
+# The backends that do tensor work (aggregation, optimizer steps): all but
+# redisai-protocol, whose AI.SCRIPTEXECUTE needs a real RedisAI.
+COMPUTING_BACKENDS = ["native", "plain", "redisai"]
 T = TypeVar("T")
 
 
@@ -48,6 +55,31 @@ def plain_redis(data_dir: Path) -> RedisProcess:
     return server
 
 
+@pytest.fixture(scope="module")
+def redisai_url(tmp_path_factory) -> Iterator[str]:
+    """The URL of a real RedisAI for this test module (see the module doc)."""
+    if redisai_server.SERVE.is_file():
+        with redisai_server.serve(tmp_path_factory.mktemp("redisai")) as (url, _):
+            yield url
+        return
+    url = os.environ.get(REDISAI_URL_ENV)
+    if url:
+        yield url
+        return
+    why = f"no RedisAI to test against: neither {redisai_server.SERVE} nor {REDISAI_URL_ENV}=redis://host:port"
+    if os.environ.get("CI"):
+        pytest.fail(f"{why}; under CI the RedisAI backend's tests must run")
+    pytest.skip(why)
+
+
+async def _flushed(url: str) -> None:
+    client = aioredis.Redis.from_url(url)
+    try:
+        await client.flushall()
+    finally:
+        await client.aclose()
+
+
 @dataclass
 class StoreFactory:
     """Opens a fresh store client of one backend; usable from sync tests
@@ -55,10 +87,6 @@ class StoreFactory:
 
     backend: str
     open: Callable[[], Awaitable[TensorStore]]
-
-    def needs_script_execution(self) -> None:
-        if self.backend == "redisai-protocol":
-            pytest.skip("AI.SCRIPTEXECUTE needs a real RedisAI (see SPIRTD_TEST_REDISAI_URL)")
 
     def run(self, body: Callable[[TensorStore], Awaitable[T]]) -> T:
         async def main() -> T:
@@ -70,11 +98,19 @@ class StoreFactory:
 
 @pytest.fixture(params=BACKENDS)
 def stores(request, start_redis, short_tmp) -> StoreFactory:
-    backend = request.param
+    return _factory(request.param, request, start_redis, short_tmp)
+
+
+@pytest.fixture(params=COMPUTING_BACKENDS)
+def computing_stores(request, start_redis, short_tmp) -> StoreFactory:
+    """Stores of the backends that do tensor work in the database."""
+    return _factory(request.param, request, start_redis, short_tmp)
+
+
+def _factory(backend: str, request, start_redis, short_tmp) -> StoreFactory:
     if backend == "redisai":
-        url = os.environ.get(REDISAI_URL_ENV)
-        if not url:
-            pytest.skip(f"no RedisAI to test against: set {REDISAI_URL_ENV}=redis://host:port")
+        url = request.getfixturevalue("redisai_url")
+        asyncio.run(_flushed(url))  # no case sees what another left
         return StoreFactory(backend, lambda: connect(url, backend="redisai"))
     if backend == "redisai-protocol":
         server = start_redis()

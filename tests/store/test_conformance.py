@@ -177,6 +177,23 @@ def test_chunks_read_and_write_at_offsets(stores):
     np.testing.assert_array_equal(after, expected)
 
 
+def test_copy_makes_an_independent_tensor(stores):
+    array = np.arange(6, dtype=np.float32).reshape(2, 3)
+
+    async def body(store):
+        await store.set("src", array)
+        await store.set("dst", np.zeros(1, dtype=np.int8))  # replaced, whatever it held
+        copied = await store.copy("src", "dst")
+        await store.set("src", np.ones(2, dtype=np.float64))  # the copy does not follow
+        missing = await store.copy("nothing-here", "dst")
+        return copied, missing, await store.get("dst")
+
+    copied, missing, got = stores.run(body)
+    assert copied and not missing
+    np.testing.assert_array_equal(got, array)
+    assert got.dtype == np.float32
+
+
 def test_create_makes_zeros(stores):
     async def body(store):
         await store.create("z", DType.DOUBLE, (3, 2))
@@ -210,8 +227,7 @@ RULE_CASES = [
 
 @EXAMPLES
 @given(data=st.data())
-def test_aggregate_matches_the_numpy_reference(stores, data):
-    stores.needs_script_execution()
+def test_aggregate_matches_the_numpy_reference(computing_stores, data):
     rule, options, min_n = data.draw(st.sampled_from(RULE_CASES))
     n = data.draw(st.integers(min_n, min_n + 4))
     shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=40))
@@ -227,7 +243,7 @@ def test_aggregate_matches_the_numpy_reference(stores, data):
         selected = await store.aggregate("out", rule, keys, **options)
         return await store.get("out"), selected
 
-    got, selected = stores.run(body)
+    got, selected = computing_stores.run(body)
     ref = aggregation.aggregate(rule, inputs, **options)
     assert got.dtype == dtype and got.shape == shape
     if ref.selected is not None and selected != ref.selected:
@@ -249,8 +265,7 @@ def krum_scores(inputs: list[np.ndarray], f: int) -> np.ndarray:
     return np.array([np.sort(np.delete(d[i], i))[: n - f - 2].sum() for i in range(n)])
 
 
-def test_aggregate_krum_ignores_byzantine_inputs(stores):
-    stores.needs_script_execution()
+def test_aggregate_krum_ignores_byzantine_inputs(computing_stores):
     rng = np.random.default_rng(7)
     honest = [rng.normal(1.0, 0.01, 1000).astype(np.float32) for _ in range(6)]
     byzantine = [-100 * honest[0], rng.normal(0, 1e4, 1000).astype(np.float32)]
@@ -263,7 +278,7 @@ def test_aggregate_krum_ignores_byzantine_inputs(stores):
         await store.aggregate("m", "mean", keys)
         return chosen, await store.get("k"), await store.get("m")
 
-    chosen, krum, mean = stores.run(body)
+    chosen, krum, mean = computing_stores.run(body)
     assert all(i < 6 for i in chosen)
     assert np.abs(krum - 1.0).max() < 0.05
     assert np.abs(mean - 1.0).max() > 1.0
@@ -283,8 +298,7 @@ def test_aggregate_krum_ignores_byzantine_inputs(stores):
         ("ok", "mean", {"f": 1}, AggregationError, "does not apply"),
     ],
 )
-def test_aggregate_bad_inputs_raise_and_leave_dst_alone(stores, setup, rule, options, error, words):
-    stores.needs_script_execution()
+def test_aggregate_bad_inputs_raise_and_leave_dst_alone(computing_stores, setup, rule, options, error, words):
     good = np.ones(4, dtype=np.float32)
 
     async def body(store):
@@ -305,7 +319,7 @@ def test_aggregate_bad_inputs_raise_and_leave_dst_alone(stores, setup, rule, opt
             await store.aggregate("out", rule, ["in:0", "in:1", "in:2"], **options)
         return await store.get("out")
 
-    np.testing.assert_array_equal(stores.run(body), np.full(4, 7, dtype=np.float32))
+    np.testing.assert_array_equal(computing_stores.run(body), np.full(4, 7, dtype=np.float32))
 
 
 # ---- optimizer steps ----
@@ -319,8 +333,7 @@ SGD_CONFIGS = [
 
 
 @pytest.mark.parametrize("cfg", SGD_CONFIGS, ids=str)
-def test_sgd_step_matches_the_numpy_reference(stores, cfg):
-    stores.needs_script_execution()
+def test_sgd_step_matches_the_numpy_reference(computing_stores, cfg):
     rng = np.random.default_rng(1)
     param = rng.normal(size=(30, 7)).astype(np.float32)
     grads = [rng.normal(size=(30, 7)).astype(np.float32) for _ in range(3)]
@@ -336,7 +349,7 @@ def test_sgd_step_matches_the_numpy_reference(stores, cfg):
     expected, buf = param, None
     for g in grads:
         expected, buf = optim.sgd_step(expected, g, buf, cfg)
-    np.testing.assert_allclose(stores.run(body), expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(computing_stores.run(body), expected, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize(
@@ -344,8 +357,7 @@ def test_sgd_step_matches_the_numpy_reference(stores, cfg):
     [optim.AdamConfig(lr=0.01), optim.AdamConfig(lr=0.01, weight_decay=0.1, decoupled=True)],
     ids=str,
 )
-def test_adam_step_matches_the_numpy_reference(stores, cfg):
-    stores.needs_script_execution()
+def test_adam_step_matches_the_numpy_reference(computing_stores, cfg):
     rng = np.random.default_rng(2)
     param = rng.normal(size=257).astype(np.float32)
     grads = [rng.normal(size=257).astype(np.float32) for _ in range(3)]
@@ -359,7 +371,7 @@ def test_adam_step_matches_the_numpy_reference(stores, cfg):
             steps.append(await store.adam_step("p", "p:grad", cfg, **state))
         return steps, await store.get("p")
 
-    steps, got = stores.run(body)
+    steps, got = computing_stores.run(body)
     expected, m, v, taken = param, None, None, 0
     for g in grads:
         expected, m, v, taken = optim.adam_step(expected, g, m, v, taken, cfg)
@@ -367,8 +379,7 @@ def test_adam_step_matches_the_numpy_reference(stores, cfg):
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
 
 
-def test_optimizer_refuses_non_finite_gradient_and_changes_nothing(stores):
-    stores.needs_script_execution()
+def test_optimizer_refuses_non_finite_gradient_and_changes_nothing(computing_stores):
     param = np.ones(8, dtype=np.float32)
     grad = np.array([0, 0, np.inf, 0, 0, 0, 0, 0], dtype=np.float32)
 
@@ -381,6 +392,6 @@ def test_optimizer_refuses_non_finite_gradient_and_changes_nothing(stores):
             await store.adam_step("p", "g", optim.AdamConfig(), exp_avg="m", exp_avg_sq="v", step="s")
         return await store.get("p"), await store.exists("m"), await store.exists("s")
 
-    got, has_m, has_step = stores.run(body)
+    got, has_m, has_step = computing_stores.run(body)
     np.testing.assert_array_equal(got, param)
     assert not has_m and not has_step

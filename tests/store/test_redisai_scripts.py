@@ -239,7 +239,10 @@ SCRIPT_ERRORS = [
     ("spirt_adam", [F, F, F, F, STEP0], ["0.001", "1.0", "0.999", "1e-08", "0", "0", "0"], None,
      "beta1 and beta2 must be in [0, 1)"),
     ("spirt_adam", [F, F, F, F], ADAM, None,
-     "spirt_adam takes [param, grad, exp_avg, exp_avg_sq, step]; got 4 tensors"),
+     "spirt_adam takes [param, grad] and the state tensors the mask gives (111: 5 tensors); got 4 tensors"),
+    ("spirt_adam", [F, F], ADAM + ["1x0"], None, "the given-state mask must be three 0/1 digits, got '1x0'"),
+    ("spirt_adam", [F, F], ADAM + ["100"], None,
+     "the state tensors the mask gives (100: 3 tensors); got 2 tensors"),
 ]  # fmt: skip
 
 
@@ -274,3 +277,14 @@ def test_script_sgd_ignores_buffer_without_momentum(cu):
     out = run(cu, "spirt_sgd", [F, g, np.full(6, 5.0)], SGD)
     assert len(out) == 1
     np.testing.assert_array_equal(out[0], sgd_step(F, g, None, SgdConfig(lr=0.1))[0])
+
+
+def test_script_adam_starts_missing_state_at_zero(cu):
+    """The first step gives no state ("000"); missing pieces start at zero,
+    as SPIRT.ADAM creates a state key that does not exist yet."""
+    param, g = random_inputs(3, 2, (5,), np.float32)
+    full = run(cu, "spirt_adam", [param, g, np.zeros(5, np.float32), np.zeros(5, np.float32), STEP0], ADAM)
+    for mask, state in (("000", []), ("110", [np.zeros(5, np.float32)] * 2), ("001", [STEP0])):
+        got = run(cu, "spirt_adam", [param, g, *state], ADAM + [mask])
+        for x, y in zip(got, full):
+            np.testing.assert_array_equal(x, y)
