@@ -37,7 +37,7 @@ from spirtd.train.datasets.batches import (
     minibatch_indices,
     split_indices,
 )
-from spirtd.train.options import resolve_options, user_options
+from spirtd.options import resolve_options, user_options
 
 __all__ = [
     "DATASETS",

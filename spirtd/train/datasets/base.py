@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from spirtd.train.options import Option, choice, flag, fraction
+from spirtd.options import Option, choice, flag, fraction
 
 __all__ = [
     "LOAD_TEST",

@@ -19,7 +19,7 @@ import numpy as np
 
 from spirtd.errors import DatasetError
 from spirtd.train.datasets.base import TEST_FRACTION, VAL_FRACTION, DatasetDef, RawData
-from spirtd.train.options import Option, int_tuple, integer, number
+from spirtd.options import Option, int_tuple, integer, number
 
 __all__ = ["SYNTHETIC", "input_shape"]
 

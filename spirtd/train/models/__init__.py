@@ -32,7 +32,7 @@ from spirtd.train.models.flat import (
     num_parameters,
     parameter_layout,
 )
-from spirtd.train.options import resolve_options, user_options
+from spirtd.options import resolve_options, user_options
 
 __all__ = [
     "MODELS",

@@ -19,7 +19,7 @@ from typing import Any
 from torch import nn
 
 from spirtd.errors import ConfigError
-from spirtd.train.options import Option
+from spirtd.options import Option
 
 __all__ = ["MAX_CHANNELS", "MAX_LAYERS", "MAX_WIDTH", "ModelDef", "Builder", "group_norm", "image_shape"]
 

@@ -16,7 +16,7 @@ from typing import Any
 from torch import nn
 
 from spirtd.train.models.base import MAX_CHANNELS, MAX_LAYERS, MAX_WIDTH, ModelDef, image_shape
-from spirtd.train.options import Option, int_tuple
+from spirtd.options import Option, int_tuple
 
 KERNEL = 5
 # The classic feature map before the classifier is 5x5; smaller inputs keep

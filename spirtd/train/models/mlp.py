@@ -12,7 +12,7 @@ from torch import nn
 
 from spirtd.errors import ConfigError
 from spirtd.train.models.base import MAX_LAYERS, MAX_WIDTH, ModelDef
-from spirtd.train.options import Option, int_tuple
+from spirtd.options import Option, int_tuple
 
 
 def build(input_shape: tuple[int, ...], num_classes: int, options: Mapping[str, Any]) -> nn.Module:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from spirtd.train.models.base import MAX_GROUPS, MAX_WIDTH, ModelDef, group_norm, image_shape
-from spirtd.train.options import Option, integer, number
+from spirtd.options import Option, integer, number
 
 MIN_SIDE = 8
 DIVISOR = 8

@@ -19,7 +19,7 @@ from torch import nn
 
 from spirtd.errors import ConfigError
 from spirtd.train.models.base import MAX_CHANNELS, MAX_GROUPS, ModelDef, group_norm, image_shape
-from spirtd.train.options import Option, choice, integer
+from spirtd.options import Option, choice, integer
 
 MIN_SIDE = 8
 STAGES = 3
