@@ -164,8 +164,6 @@ static void krum_select(AggState *s) {
 
 static int run_krum(SpirtJob *job, AggState *s, const SpirtExec *ex) {
     SpirtAggArgs *a = &s->args;
-    const size_t n = a->n;
-    memset(a->dist, 0, (size_t)ex->nworkers * n * n * sizeof(double));
     spirt_kernel_sqdist(ex, a, s->dist);
     if (atomic_load(&a->nonfinite)) return fail_nonfinite(job, s);
     krum_select(s);
@@ -242,7 +240,7 @@ static void alloc_scratch(AggState *s) {
     if (s->rule->run == run_median || s->rule->run == run_trimmed)
         s->args.scratch = RedisModule_Alloc(w * n * sizeof(double));
     if (s->rule->run == run_krum) {
-        s->args.dist = RedisModule_Alloc(w * n * n * sizeof(double));
+        s->args.dist = RedisModule_Alloc(spirt_sqdist_slices(s->args.nelem, n) * n * n * sizeof(double));
         s->dist = RedisModule_Alloc(n * n * sizeof(double));
         s->scores = RedisModule_Alloc(n * sizeof(double));
         s->row = RedisModule_Alloc(n * sizeof(double));

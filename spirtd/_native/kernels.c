@@ -1,6 +1,7 @@
 #include "kernels.h"
 
 #include <math.h>
+#include <string.h>
 
 /* Accumulator block: fits L1 alongside the input streams. */
 #define SPIRT_BLOCK 512
@@ -119,13 +120,27 @@ void spirt_kernel_trimmed_mean(const SpirtExec *ex, SpirtAggArgs *a) {
                      DISPATCH(a->dtype, trimmed_range_f32, trimmed_range_f64), a);
 }
 
+/* Slices of the distance kernel: at least this many elements each, at most
+ * this many slices, and their partial sums within this many bytes. */
+#define SPIRT_DIST_SLICE_MIN ((size_t)1 << 16)
+#define SPIRT_DIST_MAX_SLICES ((size_t)64)
+#define SPIRT_DIST_SCRATCH_BYTES ((size_t)64 << 20)
+
+size_t spirt_sqdist_slices(size_t nelem, size_t n) {
+    size_t slices = (nelem + SPIRT_DIST_SLICE_MIN - 1) / SPIRT_DIST_SLICE_MIN;
+    const size_t fit = SPIRT_DIST_SCRATCH_BYTES / (n * n * sizeof(double));
+    if (slices > SPIRT_DIST_MAX_SLICES) slices = SPIRT_DIST_MAX_SLICES;
+    if (slices > fit) slices = fit;
+    return slices ? slices : 1;
+}
+
 void spirt_kernel_sqdist(const SpirtExec *ex, SpirtAggArgs *a, double *d) {
-    const size_t n = a->n;
-    ex->parallel_for(a->nelem, SPIRT_GRAIN_STREAM,
-                     DISPATCH(a->dtype, sqdist_range_f32, sqdist_range_f64), a);
+    const size_t n = a->n, slices = spirt_sqdist_slices(a->nelem, n);
+    memset(a->dist, 0, slices * n * n * sizeof(double));
+    ex->parallel_for(slices, 1, DISPATCH(a->dtype, sqdist_slices_f32, sqdist_slices_f64), a);
     for (size_t i = 0; i < n * n; i++) d[i] = 0;
-    for (int w = 0; w < ex->nworkers; w++) {
-        const double *part = a->dist + (size_t)w * n * n;
+    for (size_t sl = 0; sl < slices; sl++) {
+        const double *part = a->dist + sl * n * n;
         for (size_t i = 0; i < n * n; i++) d[i] += part[i];
     }
     for (size_t i = 0; i < n; i++)

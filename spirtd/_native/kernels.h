@@ -24,7 +24,7 @@ typedef struct SpirtAggArgs {
     size_t trim;
     /* median / trimmed mean: nworkers * n doubles */
     double *scratch;
-    /* squared distances: nworkers * n * n doubles, zeroed by the caller */
+    /* squared distances: spirt_sqdist_slices(nelem, n) * n * n doubles */
     double *dist;
     /* set by a kernel that met a non-finite value (or produced one) */
     atomic_int nonfinite;
@@ -33,8 +33,14 @@ typedef struct SpirtAggArgs {
 void spirt_kernel_mean(const SpirtExec *ex, SpirtAggArgs *a);
 void spirt_kernel_median(const SpirtExec *ex, SpirtAggArgs *a);
 void spirt_kernel_trimmed_mean(const SpirtExec *ex, SpirtAggArgs *a);
-/* Pairwise squared Euclidean distances into d (n * n, symmetric). */
+/* Pairwise squared Euclidean distances into d (n * n, symmetric). The
+ * element range is cut into fixed slices, each summed on its own and the
+ * slices added in order: the result does not depend on how many threads
+ * ran or which took which slice (peers must derive the same selection). */
 void spirt_kernel_sqdist(const SpirtExec *ex, SpirtAggArgs *a, double *d);
+/* How many slices spirt_kernel_sqdist cuts nelem elements into for n
+ * inputs: a function of nelem and n only. */
+size_t spirt_sqdist_slices(size_t nelem, size_t n);
 
 /* Index of the first non-finite element, or -1. */
 long long spirt_find_nonfinite(SpirtDType dtype, const void *data, size_t nelem);

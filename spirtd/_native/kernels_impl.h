@@ -112,15 +112,20 @@ SPIRT_HOT static double FN(sqdiff)(const T *x, const T *y, size_t m) {
     return total;
 }
 
-static void FN(sqdist_range)(void *arg, size_t lo, size_t hi, int worker) {
+/* Slices [lo, hi) of spirt_kernel_sqdist, each into its own n * n sums. */
+static void FN(sqdist_slices)(void *arg, size_t lo, size_t hi, int worker) {
     SpirtAggArgs *a = arg;
     const T *const *in = (const T *const *)a->inputs;
-    const size_t n = a->n;
-    double *d = a->dist + (size_t)worker * n * n;
-    for (size_t b = lo; b < hi; b += SPIRT_DIST_BLOCK) {
-        const size_t m = hi - b < SPIRT_DIST_BLOCK ? hi - b : SPIRT_DIST_BLOCK;
-        for (size_t i = 0; i < n; i++)
-            for (size_t k = i + 1; k < n; k++) d[i * n + k] += FN(sqdiff)(in[i] + b, in[k] + b, m);
+    const size_t n = a->n, slices = spirt_sqdist_slices(a->nelem, n);
+    (void)worker;
+    for (size_t sl = lo; sl < hi; sl++) {
+        double *d = a->dist + sl * n * n;
+        const size_t start = a->nelem * sl / slices, end = a->nelem * (sl + 1) / slices;
+        for (size_t b = start; b < end; b += SPIRT_DIST_BLOCK) {
+            const size_t m = end - b < SPIRT_DIST_BLOCK ? end - b : SPIRT_DIST_BLOCK;
+            for (size_t i = 0; i < n; i++)
+                for (size_t k = i + 1; k < n; k++) d[i * n + k] += FN(sqdiff)(in[i] + b, in[k] + b, m);
+        }
     }
 }
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from . import aggregate_reference as ref
-from .helpers import error_of, get, jobs_queued, put, snapshot
+from .helpers import add_module_args, error_of, get, jobs_queued, put, snapshot
 
 WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
 SMALL = 37  # elements: far below INLINE_BYTES, runs inline
@@ -290,19 +290,35 @@ def test_aggregate_krum_ties_go_to_the_lowest_index(sr, rng):
     assert get(sr, "d").tobytes() == x.tobytes()
 
 
+def exact_krum_order(xs: list[np.ndarray], f: int) -> list[int]:
+    """Inputs by Krum score, ties by index, from correctly rounded distances
+    (math.fsum): duplicated inputs get bit-identical scores, whatever the
+    summation order of a vectorised sum would do to near-ties."""
+    import math
+
+    n = len(xs)
+    dist = [[math.fsum((xs[i] - xs[k]) ** 2) for k in range(n)] for i in range(n)]
+    score = [math.fsum(sorted(dist[i][k] for k in range(n) if k != i)[: n - f - 2]) for i in range(n)]
+    return sorted(range(n), key=lambda i: (score[i], i))
+
+
 def test_aggregate_krum_ties_between_duplicated_inputs(sr, rng):
-    """x1 == x3 and x0 == x4: equal scores, listed by index."""
+    """x1 == x3 and x0 == x4: equal scores, listed by index. The sixth input
+    sits nearer b than a, so the two pairs' scores differ by far more than
+    rounding (with (a + b) / 2 they tie in exact arithmetic, and which pair
+    comes first is left to the last bit of a sum)."""
     a, b, c = (rng.standard_normal(40) for _ in range(3))
-    xs = [a, b, c, b, a, (a + b) / 2]
+    xs = [a, b, c, b, a, 0.3 * a + 0.7 * b]
     xs = [x.astype(np.float64) for x in xs]
     for k, x in enumerate(xs):
         put(sr, f"x{k}", x)
     keys = [f"x{k}" for k in range(6)]
     expected = ref.multikrum(xs, 1)
     got = sr.execute_command("SPIRT.AGGREGATE", "d", "multikrum", "INPUTS", 6, *keys, "F", 1)
-    assert got == expected.selected
-    assert got.index(0) < got.index(4) and got.index(1) < got.index(3)
-    assert get(sr, "d").tobytes() == expected.value.tobytes()
+    assert got == exact_krum_order(xs, 1)[: len(got)]
+    assert got.index(0) + 1 == got.index(4) and got.index(1) + 1 == got.index(3)
+    assert sorted(got) == sorted(expected.selected)
+    np.testing.assert_allclose(get(sr, "d"), expected.value, rtol=1e-15, atol=1e-15)
 
 
 def test_aggregate_multikrum_with_m_1_is_krum(sr, rng):
@@ -769,3 +785,31 @@ def test_aggregate_in_lua_runs_inline(sr, rng):
     assert sr.eval(script, 4, "d", "x0", "x1", "x2") in (b"OK", "OK")
     assert jobs_queued(sr) == before
     assert get(sr, "d").tobytes() == ref.median(xs).value.tobytes()
+
+
+def test_krum_selection_does_not_depend_on_threads(start_redis, rng):
+    """p and q hold the same halves swapped, and every other input is the
+    same in both halves: p and q tie in exact arithmetic, and which Krum
+    ranks first is decided by the rounding of their distance sums. Those
+    are summed over fixed slices in a fixed order, so the decision (and
+    every bit of the result) is the same with 1 thread or 4 and on every
+    run: peers must agree on it."""
+    half = 200_000
+    u, v = rng.standard_normal(half), rng.standard_normal(half)
+    twice = lambda w: np.concatenate([w, w])  # noqa: E731
+    xs = [np.concatenate([u, v]), np.concatenate([v, u])]
+    xs += [twice(rng.standard_normal(half) * (1 + k)) for k in range(3)]
+    results = set()
+    for threads in (1, 4):
+        server = start_redis(f"t{threads}", persistence="none")
+        server.stop()
+        add_module_args(server.cfg.conf_path, "THREADS", str(threads))
+        server.start()
+        client = server.client()
+        for k, x in enumerate(xs):
+            put(client, f"x{k}", x)
+        keys = [f"x{k}" for k in range(len(xs))]
+        for _ in range(12 if threads > 1 else 1):
+            chosen = client.execute_command("SPIRT.AGGREGATE", "d", "multikrum", "INPUTS", len(xs), *keys, "F", 1)
+            results.add((tuple(chosen), get(client, "d").tobytes()))
+    assert len(results) == 1
