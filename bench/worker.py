@@ -1,6 +1,6 @@
 """What a worker invocation costs apart from its compute.
 
-A trivial handler (echo) through spirtd.train.pool.WorkerPool, one
+A trivial handler (echo) through spirtd.workers.pool.WorkerPool, one
 invocation at a time, N times per scenario:
   warm         pre-started workers: the cost is the pipe round trip (JSON
                line out, JSON line back) plus the pool's bookkeeping;
@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from spirtd.clock import SystemClock
-from spirtd.train.pool import InvocationResult, WorkerPool
-from spirtd.train.pool_config import PoolConfig, PoolMode
+from spirtd.workers.pool import InvocationResult, WorkerPool
+from spirtd.workers.config import PoolConfig, PoolMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from worker_training import measure_training, training_table  # noqa: E402

@@ -1,6 +1,6 @@
 """Trivial handlers for bench/worker.py (imported by the worker processes,
 with bench/ on their PYTHONPATH). This module imports nothing heavy: a cold
-start with it costs the interpreter and spirtd.train.worker_main only."""
+start with it costs the interpreter and spirtd.workers.worker_main only."""
 
 from __future__ import annotations
 

@@ -21,9 +21,11 @@ from spirtd.clock import SystemClock
 from spirtd.store.connect import connect
 from spirtd.store.embedded import EmbeddedStore
 from spirtd.store.server import StoreServerConfig
-from spirtd.train import compute
-from spirtd.train.runner import JobRunner
-from spirtd.train.spec import from_dict
+from spirtd.daemon.training import training as daemon_training
+from spirtd.ml import describe
+from spirtd.store.blocking import store_env
+from spirtd.jobs.runner import JobRunner
+from spirtd.jobs.spec import from_dict
 
 SPEC = {
     "model": "lenet",
@@ -46,9 +48,8 @@ def plain_torch(spec, minibatches: int) -> float:
     """Minibatches per second of plain single-process torch training."""
     import torch
 
-    values = spec.to_dict()
-    data = compute.dataset_of(values)
-    model = compute.model_of(values, data)
+    data = describe.dataset_of(spec.work())
+    model = describe.model_of(spec.work(), data)
     opt = torch.optim.SGD(model.parameters(), lr=spec.optimizer.lr, momentum=spec.optimizer.momentum)
     def step(k: int) -> None:
         x, y = data.minibatch(spec.batch_size, 0, k % data.batches_per_epoch(spec.batch_size))
@@ -64,12 +65,12 @@ def plain_torch(spec, minibatches: int) -> float:
 
 async def spirtd_rounds(spec, store, socket, password_file, concurrency: int, rounds: int, name: str) -> float:
     clock = SystemClock()
-    training = compute.training(socket, password_file, clock)
+    training = daemon_training(store_env(socket, password_file), clock)
     spec = from_dict({**spec.to_dict(), "workers": {"mode": "warm", "concurrency": concurrency}})
-    shape = compute.describe(spec)
+    shape = describe.describe(spec.work())
 
     async def initial():
-        return compute.initial_parameters(spec)
+        return describe.initial_parameters(spec.work())
 
     async with training.invoker(spec) as invoke:
         runner = JobRunner(name, spec, store, invoke, clock, shape, initial, lambda r: None)

@@ -26,8 +26,16 @@
     │   ├── ConflictError      a key changed while the operation ran; nothing was written
     │   ├── BackendUnsupported this backend cannot do the operation
     │   ├── StoreFull          the store is at its memory limit; nothing was written
-    │   └── StoreUnavailable   the store cannot be reached, or it died
-    └── WorkerError            a worker process (spirtd.train.pool) could not serve
+    │   ├── StoreUnavailable   the store cannot be reached, or it died
+    │   └── StoreRestarted     the store restarted while a round ran: not committed
+    ├── JobError               a training job cannot do what was asked
+    │   ├── JobNotFound        no such job on this peer (or not what was asked of it)
+    │   ├── JobBusy            the job is queued or running, and that needs it ended
+    │   ├── JobTransitionError a job or round cannot move to that phase from where it is
+    │   └── RoundFailed        a round could not be completed (every minibatch failed,
+    │                          too few for the rule, or past round_timeout_s)
+    ├── WireError              a peer's message cannot be understood (e.g. an unknown member state)
+    └── WorkerError            a worker process (spirtd.workers.pool) could not serve
         ├── WorkerStartFailed  a worker did not become ready: its handler failed
         │                      to import, it died, or start_timeout_s passed
         ├── ProtocolError      a worker or the pool sent a line that is not a
@@ -50,7 +58,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from spirtd.train.failures import AttemptFailure
+    from spirtd.workers.failures import AttemptFailure
 
 
 class SpirtError(Exception):
@@ -137,8 +145,41 @@ class StoreUnavailable(StoreError):
     """The store cannot be reached, or it died."""
 
 
+class StoreRestarted(StoreError):
+    """The store restarted while something that needs one run of it was
+    going on (a round): that is not committed, and is done again from what
+    the store holds now."""
+
+
+class JobError(SpirtError):
+    """A training job cannot do what was asked."""
+
+
+class JobNotFound(JobError):
+    """No job with that id on this peer, or none of what was asked of it
+    (its model) is there."""
+
+
+class JobBusy(JobError):
+    """The job is queued or running, and what was asked needs it ended."""
+
+
+class JobTransitionError(JobError):
+    """A job (or one of its rounds) was asked to move to a phase it cannot
+    reach from where it is."""
+
+
+class RoundFailed(JobError):
+    """A round could not be completed (every minibatch failed, too few for
+    the aggregation rule, or it ran out of time)."""
+
+
+class WireError(SpirtError):
+    """A peer's message cannot be understood (e.g. an unknown member state)."""
+
+
 class WorkerError(SpirtError):
-    """A worker process of spirtd.train.pool could not serve."""
+    """A worker process of spirtd.workers.pool could not serve."""
 
 
 class WorkerStartFailed(WorkerError):
@@ -148,13 +189,13 @@ class WorkerStartFailed(WorkerError):
 
 class ProtocolError(WorkerError):
     """A line on a worker's pipe is not a valid message of the worker
-    protocol (spirtd.train.protocol)."""
+    protocol (spirtd.workers.protocol)."""
 
 
 class InvocationFailed(WorkerError):
     """Every attempt of one invocation failed (the pool retried it up to
     max_attempts times). `request_id` is the request's id (None when it had
-    none); `attempts` holds one spirtd.train.failures.AttemptFailure per
+    none); `attempts` holds one spirtd.workers.failures.AttemptFailure per
     attempt, in order (kind, worker pid, reason in words); the message, which
     starts with `what` ("request 7"), lists them all."""
 

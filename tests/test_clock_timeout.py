@@ -6,8 +6,7 @@ import asyncio
 
 import pytest
 
-from spirtd.clock import FakeClock
-from spirtd.membership import clock_timeout
+from spirtd.clock import FakeClock, clock_timeout
 
 
 async def _spin(times: int = 5) -> None:

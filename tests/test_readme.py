@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from spirtd.errors import ConfigError
-from spirtd.train import spec as specs
-from spirtd.train.models import ModelSpec, build_model
+from spirtd.jobs import spec as specs
+from spirtd.ml.models import ModelSpec, build_model
 from spirtctl.cli import build_parser
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()

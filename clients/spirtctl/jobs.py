@@ -206,7 +206,7 @@ async def model_get(stub, args) -> int:
 def _save_torchscript(first: control_pb2.ModelChunk, state: dict, output: str) -> None:
     import torch
 
-    from spirtd.train.models import ModelSpec, build_model
+    from spirtd.ml.models import ModelSpec, build_model
 
     spec = json.loads(first.spec_json)
     model = build_model(ModelSpec.from_dict(spec["model"]), tuple(first.input_shape), first.num_classes, 0)

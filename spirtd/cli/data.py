@@ -25,8 +25,8 @@ from typing import Any, Callable
 
 from spirtd.cli import EXIT_FAILED, EXIT_OK
 from spirtd.errors import ConfigError, DatasetError
-from spirtd.train.datasets import DATASETS, DatasetSpec, load_dataset
-from spirtd.train.datasets.download import PLANS, download
+from spirtd.ml.datasets import DATASETS, DatasetSpec, load_dataset
+from spirtd.ml.datasets.download import PLANS, download
 
 Handler = Callable[[argparse.Namespace], int]
 

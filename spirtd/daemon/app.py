@@ -24,11 +24,12 @@ from spirtd.api.spirt.v1 import (
     membership_pb2_grpc,
 )
 from spirtd.clock import Clock, SystemClock
-from spirtd.daemon import node_state
+from spirtd.daemon import node_state, training
 from spirtd.daemon.config import DaemonConfig, format_address, parse_address
 from spirtd.daemon.control import ControlService, NodeView, StateAges, unimplemented_gradient_exchange
 from spirtd.daemon.transport import GrpcTransport, HeartbeatService, MembershipService, RevocationSpreader
 from spirtd.errors import ConfigError, MembershipError, SecurityError
+from spirtd.jobs.manager import JobManager
 from spirtd.membership.driver import MembershipDriver
 from spirtd.membership.events import EventKind, MemberEvent
 from spirtd.membership.formulas import retransmit_limit
@@ -42,9 +43,8 @@ from spirtd.security.ca import CRL_FILE
 from spirtd.security.certsdir import CertsDir
 from spirtd.security.identity import Identity, Role
 from spirtd.security.revocation import RevocationList
+from spirtd.store.blocking import store_env
 from spirtd.store.connect import connect
-from spirtd.train import compute
-from spirtd.train.manager import JobManager
 from spirtd.store.embedded import EmbeddedStore
 
 _log = logging.getLogger("spirtd")
@@ -125,7 +125,7 @@ class Daemon:
         self.guard.on_revoked_caller = self._expel_revoked
         location, memory_limit = await self._open_store()
         self.jobs = await self._stack.enter_async_context(JobManager(
-            Path(cfg.data_dir), self.tensors, compute.training(location, self.clock), self.clock,
+            Path(cfg.data_dir), self.tensors, training.training(location, self.clock), self.clock,
             cfg.jobs, store_memory_bytes=memory_limit,
         ))  # fmt: skip
         rounds = retransmit_limit(cfg.membership.retransmit_mult, CRL_GOSSIP_CLUSTER_SIZE)
@@ -182,7 +182,7 @@ class Daemon:
             self.tensors = await connect(socket_path=self.store.socket_path, password=self.store.password)
             self._stack.push_async_callback(self.tensors.aclose)
             self.store_backend = self.tensors.backend
-            return compute.store_env(self.store.socket_path, cfg.password_file), cfg.memory_limit_bytes
+            return store_env(self.store.socket_path, cfg.password_file), cfg.memory_limit_bytes
         self.store = None
         self.tensors = await connect(cfg.url)
         self._stack.push_async_callback(self.tensors.aclose)
@@ -192,7 +192,7 @@ class Daemon:
                               "workers need a store that speaks RedisAI's tensor protocol")  # fmt: skip
         info = await self.tensors.client.info("memory")
         _log.info("using the external store at %s (%s)", redacted(cfg.url), self.store_backend)
-        return compute.store_env(url=cfg.url), int(info.get("maxmemory", 0)) or None
+        return store_env(url=cfg.url), int(info.get("maxmemory", 0)) or None
 
     def _security(self) -> tuple[object, bytes | None, Guard]:
         cfg = self.config
@@ -235,8 +235,8 @@ class Daemon:
             membership_counters=self._membership_counters,
         )
         control = ControlService(view, self.counters, self._ages, self.clock,
-                                 jobs=lambda: self.jobs, layout=compute.layout,
-                                 model_inputs=compute.model_inputs,
+                                 jobs=lambda: self.jobs, layout=training.layout,
+                                 model_inputs=training.model_inputs,
                                  max_message_bytes=self.config.max_message_bytes)  # fmt: skip
         control_pb2_grpc.add_ControlServicer_to_server(control, server)
 

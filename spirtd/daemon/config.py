@@ -32,7 +32,7 @@ from spirtd.errors import ConfigError
 from spirtd.membership.config import MembershipConfig
 from spirtd.security.identity import check_name
 from spirtd.store.server import StoreServerConfig
-from spirtd.train.jobs_config import JobsConfig
+from spirtd.jobs.config import JobsConfig
 
 DEFAULT_PORT = 7100
 # gRPC takes message limits as 32-bit ints.

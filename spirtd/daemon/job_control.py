@@ -21,6 +21,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from spirtd.api.spirt.v1 import control_pb2
 from spirtd.errors import (
     ConfigError,
+    JobBusy,
+    JobNotFound,
     DatasetFileError,
     LimitExceeded,
     StoreFull,
@@ -29,10 +31,11 @@ from spirtd.errors import (
 from spirtd.rpc.counters import Counters
 from spirtd.rpc.guard import caller
 from spirtd.security.identity import Identity
-from spirtd.train.jobstate import JobPhase
-from spirtd.train.manager import JobBusy, JobManager, JobNotFound, JobView
-from spirtd.train.runner import RoundReport
-from spirtd.train.spec import JobSpec
+from spirtd.jobs.jobstate import JobPhase
+from spirtd.jobs.jobstate import RoundReport
+from spirtd.jobs.manager import JobManager
+from spirtd.jobs.views import JobView
+from spirtd.jobs.spec import JobSpec
 
 _log = logging.getLogger("spirtd.control")
 MODEL_CHUNK_BYTES = 1 << 20

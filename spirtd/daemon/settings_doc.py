@@ -18,7 +18,7 @@ from typing import Any
 from spirtd.daemon.config import ENV_PREFIX, STORE_KEYS, TOP_KEYS, DaemonConfig
 from spirtd.membership.config import MembershipConfig
 from spirtd.store.server import StoreServerConfig
-from spirtd.train.jobs_config import JobsConfig
+from spirtd.jobs.config import JobsConfig
 
 # Settings that `spirtd run` also takes as flags (--log-level, ...).
 FLAG_KEYS = ("id", "listen", "advertise", "seeds", "data_dir", "certs_dir", "insecure", "log_level", "log_format")

@@ -6,6 +6,7 @@ from typing import Iterable
 
 from spirtd.api.spirt.v1 import heartbeat_pb2 as hb
 from spirtd.api.spirt.v1 import membership_pb2 as mb
+from spirtd.errors import WireError
 from spirtd.membership import messages as m
 
 STATE_TO_WIRE = {
@@ -15,10 +16,6 @@ STATE_TO_WIRE = {
     m.MemberState.LEFT: mb.LEFT,
 }
 STATE_FROM_WIRE = {v: k for k, v in STATE_TO_WIRE.items()}
-
-
-class WireError(ValueError):
-    """A message that cannot be understood (e.g. an unknown member state)."""
 
 
 def update_to_wire(u: m.Update) -> mb.Update:

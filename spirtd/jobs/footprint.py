@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from spirtd.errors import LimitExceeded
 from spirtd.machine import MIB
-from spirtd.train.spec import JobSpec
+from spirtd.jobs.spec import JobSpec
 
 FLOAT_BYTES = 4
 WORKER_VECTORS = 3

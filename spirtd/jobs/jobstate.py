@@ -1,13 +1,14 @@
 """A job's life as pure data: its phases and their transitions, the round
-schedule, and the early-stopping rule. No I/O, no clock."""
+schedule, the early-stopping rule, its progress (as the store keeps it) and
+its round events. No I/O, no clock."""
 
 from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from spirtd.errors import SpirtError
+from spirtd.errors import JobTransitionError
 
 
 class JobPhase(enum.Enum):
@@ -29,10 +30,6 @@ _NEXT = {
     JobPhase.RUNNING: frozenset({JobPhase.SUCCEEDED, JobPhase.STOPPED_EARLY, JobPhase.FAILED,
                                  JobPhase.CANCELLED}),  # fmt: skip
 }
-
-
-class JobTransitionError(SpirtError):
-    """A job was asked to move to a phase it cannot reach from where it is."""
 
 
 def advance(current: JobPhase, new: JobPhase) -> JobPhase:
@@ -69,3 +66,58 @@ class Patience:
 def evaluation_due(round_done: int, total_rounds: int, eval_every: int) -> bool:
     """Evaluate after every eval_every-th round and after the last."""
     return round_done % eval_every == 0 or round_done == total_rounds
+
+
+@dataclass
+class Progress:
+    """A job's last committed round, as its state hash in the store holds it."""
+
+    round: int = 0
+    loss: float = math.nan
+    accuracy: float | None = None
+    val_loss: float | None = None
+    patience: Patience = field(default_factory=Patience)
+    retried: int = 0
+    dropped: int = 0
+
+    def to_hash(self) -> dict[str, str]:
+        out = {"round": str(self.round), "loss": repr(self.loss), "best_val_loss": repr(self.patience.best),
+               "bad_evaluations": str(self.patience.bad_evaluations), "retried": str(self.retried),
+               "dropped": str(self.dropped)}  # fmt: skip
+        if self.accuracy is not None:
+            out["accuracy"] = repr(self.accuracy)
+        if self.val_loss is not None:
+            out["val_loss"] = repr(self.val_loss)
+        return out
+
+    @classmethod
+    def from_hash(cls, get: dict[str, str]) -> "Progress":
+        """The inverse of to_hash; ValueError for a damaged hash."""
+        opt = lambda k: float(get[k]) if k in get else None  # noqa: E731
+        return cls(
+            round=int(get.get("round", 0)),
+            loss=float(get.get("loss", "nan")),
+            accuracy=opt("accuracy"),
+            val_loss=opt("val_loss"),
+            patience=Patience(float(get.get("best_val_loss", "inf")), int(get.get("bad_evaluations", 0))),
+            retried=int(get.get("retried", 0)),
+            dropped=int(get.get("dropped", 0)),
+        )
+
+
+@dataclass
+class RoundReport:
+    """One event of a job: a round done (with its phases' seconds and its
+    minibatches) or, with a message, something that happened to the job."""
+
+    round: int
+    total_rounds: int
+    loss: float
+    phase: JobPhase
+    accuracy: float | None = None
+    val_loss: float | None = None
+    phase_s: dict[str, float] = field(default_factory=dict)
+    minibatches: int = 0
+    retried: int = 0
+    dropped: int = 0
+    message: str = ""

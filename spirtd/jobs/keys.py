@@ -27,6 +27,11 @@ def job_of_key(key: str) -> str | None:
 class JobKeys:
     job_id: str
 
+    @staticmethod
+    def all_jobs() -> str:
+        """The pattern of every job's keys."""
+        return f"{JOB_KEY_PREFIX}*"
+
     @property
     def prefix(self) -> str:
         return f"{JOB_KEY_PREFIX}{self.job_id}"

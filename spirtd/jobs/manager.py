@@ -21,93 +21,31 @@ import contextlib
 import logging
 import secrets
 from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from spirtd.clock import Clock
-from spirtd.membership.timeouts import clock_timeout
-from spirtd.errors import SpirtError, StoreUnavailable
+from spirtd.clock import Clock, clock_timeout
+from spirtd.errors import JobBusy, JobNotFound, SpirtError, StoreError, StoreUnavailable
 from spirtd.store.api import TensorStore
-from spirtd.train import footprint, records
-from spirtd.train import spec as specs
-from spirtd.train.jobs_config import JobsConfig
-from spirtd.train.jobstate import JobPhase, advance
-from spirtd.train.keys import JobKeys, job_of_key
-from spirtd.train.pins import VersionPins
-from spirtd.train.records import JobRecord
-from spirtd.train.runner import DataShape, Invoker, JobRunner, Progress, RoundReport, delete_version
+from spirtd.jobs import footprint, records, retention
+from spirtd.jobs import spec as specs
+from spirtd.jobs.config import JobsConfig
+from spirtd.jobs.jobstate import JobPhase, Progress, RoundReport, advance
+from spirtd.jobs.keys import JobKeys, job_of_key
+from spirtd.jobs.pins import VersionPins
+from spirtd.jobs.records import JobRecord
+from spirtd.jobs.runner import Invoker, JobRunner, delete_version
+from spirtd.jobs.views import JobSnapshot, JobStop, JobView, RunningJob, Training
+from spirtd.ml.tasks import DataShape
 
-_log = logging.getLogger("spirtd.train")
+_log = logging.getLogger("spirtd.jobs")
 JOBS_DIR = records.JOBS_DIR
 # How often a job whose store crashed asks whether it is back.
 STORE_POLL_S = 0.1
 NEVER_STARTED = "cancelled before it started"
-
-
-class JobNotFound(SpirtError):
-    """No job with that id on this peer, or none of what was asked of it
-    (its model) is there."""
-
-
-class JobBusy(SpirtError):
-    """The job is queued or running, and what was asked needs it ended."""
-
-
-@dataclass
-class JobView:
-    """A job as this peer knows it: its record, its spec (None for a
-    quarantined record), the last round committed in the store, the newest
-    round events, and who watches them."""
-
-    record: JobRecord
-    spec: specs.JobSpec | None
-    progress: Progress = field(default_factory=Progress)
-    events: deque[RoundReport] = field(default_factory=deque)
-    watchers: list[asyncio.Queue] = field(default_factory=list)
-    quarantined: Path | None = None
-
-    @property
-    def total_rounds(self) -> int:
-        return self.record.total_rounds
-
-
-@dataclass(frozen=True)
-class JobSnapshot:
-    """What a status call shows: every number from one committed round."""
-
-    view: JobView
-    round: int
-    loss: float | None
-    accuracy: float | None
-    val_loss: float | None
-    retried: int
-    dropped: int
-    digest: str
-    elapsed_s: float
-
-
-@dataclass(frozen=True)
-class Training:
-    """What the manager needs from the training computation (compute.py):
-    describe(spec) checks a spec against its model and data and returns
-    the data's shape and the model's size (raises ConfigError);
-    initial_parameters(spec) builds version 0; invoker(spec) opens the
-    worker pool for a job (an async context manager yielding an Invoker);
-    idle() lets go of workers kept warm between jobs (no job is waiting;
-    also called when the manager closes)."""
-
-    describe: Callable[[specs.JobSpec], DataShape]
-    initial_parameters: Callable[[specs.JobSpec], Any]
-    invoker: Callable[[specs.JobSpec], Any]
-    idle: Callable[[], Awaitable[None]] = field(default=lambda: _nothing())
-
-
-async def _nothing() -> None:
-    return None
 
 
 class JobManager:
@@ -129,7 +67,7 @@ class JobManager:
         self._store_memory_bytes = store_memory_bytes
         self._jobs: dict[str, JobView] = {}
         self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._current: tuple[str, asyncio.Task] | None = None
+        self._current: RunningJob | None = None
         self._group: asyncio.TaskGroup | None = None
         self._stack = contextlib.AsyncExitStack()
         self._pins = VersionPins(lambda job_id, version: delete_version(store, JobKeys(job_id), version))
@@ -152,7 +90,7 @@ class JobManager:
             return
         self._loop_task.cancel()
         if self._current is not None:
-            self._current[1].cancel()
+            self._current.stop(JobStop.SHUTDOWN)
         try:
             await self._stack.aclose()
         finally:
@@ -177,9 +115,9 @@ class JobManager:
     async def _stored_progress(self, job_id: str) -> Progress:
         """The job's last committed round as the store has it (zero if none)."""
         try:
-            raw = await self._store.client.hgetall(JobKeys(job_id).state)
-            return Progress.from_hash(raw) if raw else Progress()
-        except (RedisError, ValueError, UnicodeDecodeError) as exc:
+            stored = await self._store.read_fields(JobKeys(job_id).state)
+            return Progress.from_hash(stored) if stored else Progress()
+        except (StoreError, RedisError, ValueError) as exc:
             _log.warning("cannot read job %s's progress from the store yet: %s", job_id, exc)
             return Progress()
 
@@ -292,10 +230,11 @@ class JobManager:
         job = self.view(job_id)
         if job.record.job_phase.terminal:
             return job.record.job_phase
-        if self._current is not None and self._current[0] == job_id:
-            self._current[1].cancel()
+        if self._current is not None and self._current.job_id == job_id:
+            running = self._current
+            running.stop(JobStop.CANCEL)
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(self._current[1])
+                await asyncio.shield(running.task)
             return job.record.job_phase
         job.record.model_kept = False  # it never had one
         self._finish(job, JobPhase.CANCELLED, NEVER_STARTED)
@@ -315,12 +254,12 @@ class JobManager:
         path = job.quarantined or records.record_path(self._folder, job.record.id)
         await asyncio.to_thread(path.unlink, missing_ok=True)
         with contextlib.suppress(StoreUnavailable, RedisError):
-            await self._delete_keys(JobKeys(job.record.id).everything(), keep=set())
+            await self._store.delete_matching(JobKeys(job.record.id).everything())
 
     # ---- running ----
 
     def _running(self) -> JobView | None:
-        return self._jobs.get(self._current[0]) if self._current is not None else None
+        return self._jobs.get(self._current.job_id) if self._current is not None else None
 
     async def _next_job(self) -> str:
         """The next job id; warm workers are let go after warm_idle_s with none."""
@@ -337,12 +276,12 @@ class JobManager:
             job = self._jobs.get(job_id)
             if job is None or job.record.job_phase.terminal:
                 continue
-            task = self._group.create_task(self._run(job), name=f"job {job_id}")  # type: ignore[union-attr]
-            self._current = (job_id, task)
+            running = RunningJob(job_id, self._group.create_task(self._run(job), name=f"job {job_id}"))  # type: ignore[union-attr]
+            self._current = running
             try:
-                await task
+                await running.task
             except asyncio.CancelledError:
-                if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                if running.stopped_by is not JobStop.CANCEL:
                     raise  # the manager is closing
             finally:
                 self._current = None
@@ -361,7 +300,9 @@ class JobManager:
             await self._store.flush_to_disk()  # the model is durable before the job is reported done
             self._finish(job, phase, "", self._clock.monotonic() - start)
         except asyncio.CancelledError:
-            if job.record.job_phase is JobPhase.RUNNING and self._cancel_requested(job):
+            # Stopped by a shutdown, the job stays RUNNING and resumes after the restart.
+            stopped_by = self._current.stopped_by if self._current is not None else None
+            if job.record.job_phase is JobPhase.RUNNING and stopped_by is JobStop.CANCEL:
                 self._finish(job, JobPhase.CANCELLED, "cancelled", self._clock.monotonic() - start)
             raise
         except (SpirtError, RedisError) as exc:
@@ -388,7 +329,7 @@ class JobManager:
                                f"round 0 (it was at round {before})")  # fmt: skip
                 phase = await runner.run()
                 test = await runner.evaluate(runner.params_key, "test")
-                return phase, float(test["accuracy"]), await self._store.digest(runner.params_key)
+                return phase, test.accuracy, await self._store.digest(runner.params_key)
             except (SpirtError, RedisError, OSError) as exc:
                 if not await self._store_restarted(run_id):
                     raise
@@ -411,11 +352,6 @@ class JobManager:
                     ) from None
             await self._clock.sleep(STORE_POLL_S)
             waited += STORE_POLL_S
-
-    def _cancel_requested(self, job: JobView) -> bool:
-        # The loop task is cancelled too when the daemon stops: then the job
-        # stays RUNNING and resumes after the restart.
-        return not self._loop_task.cancelling()
 
     def _runner(self, job: JobView, shape: DataShape, invoke: Invoker) -> JobRunner:
         async def initial() -> Any:
@@ -462,44 +398,26 @@ class JobManager:
     async def _tidy(self) -> None:
         """Applies the retention settings to ended jobs, and deletes what the
         store holds of jobs that have no record (or no longer need it)."""
-        ended = sorted((j for j in self._jobs.values() if j.record.job_phase.terminal),
-                       key=lambda j: (j.record.finished_unix, j.record.submitted_unix), reverse=True)  # fmt: skip
-        for job in ended[self._config.keep_jobs :]:
+        forget, drop_models = retention.plan(self._jobs.values(), self._config)
+        for job in forget:
             await self._forget(job)
             _log.info("deleted the record of job %s (retention: [jobs] keep_jobs = %d)", job.record.id,
                       self._config.keep_jobs, extra={"job": job.record.id})  # fmt: skip
-        for job in ended[self._config.keep_models : self._config.keep_jobs]:
-            if job.record.model_kept:
-                job.record.model_kept = False
-                await asyncio.to_thread(records.write_record, self._folder, job.record)
+        for job in drop_models:
+            job.record.model_kept = False
+            await asyncio.to_thread(records.write_record, self._folder, job.record)
         try:
-            await self._delete_stale_keys()
+            # Running and queued jobs' keys are their runner's.
+            await self._store.delete_matching(JobKeys.all_jobs(), keep=self._key_needed)
         except (StoreUnavailable, RedisError) as exc:
             _log.warning("could not tidy the store yet: %s", exc)
 
-    async def _delete_stale_keys(self) -> None:
-        """Everything of ended jobs but their kept model, and everything of
-        jobs unknown here, goes; running and queued jobs are the runner's."""
-        stale = []
-        async for raw in self._store.client.scan_iter(match="job:*"):
-            key = raw.decode(errors="replace")
-            job = self._jobs.get(job_of_key(key) or "")
-            if job is None:
-                stale.append(raw)
-            elif job.record.job_phase.terminal:
-                version = self._version(job)
-                kept = version is not None and key == JobKeys(job.record.id).params(version)
-                held = any(key == JobKeys(job.record.id).params(v) and self._pins.held(job.record.id, v)
-                           for v in (job.record.round,))  # fmt: skip
-                if not kept and not held:
-                    stale.append(raw)
-        for start in range(0, len(stale), DELETE_BATCH):
-            await self._store.client.delete(*stale[start : start + DELETE_BATCH])
-
-    async def _delete_keys(self, pattern: str, keep: set[str]) -> None:
-        doomed = [k async for k in self._store.client.scan_iter(match=pattern) if k.decode() not in keep]
-        for start in range(0, len(doomed), DELETE_BATCH):
-            await self._store.client.delete(*doomed[start : start + DELETE_BATCH])
-
-
-DELETE_BATCH = 512
+    def _key_needed(self, key: str) -> bool:
+        job = self._jobs.get(job_of_key(key) or "")
+        if job is None:
+            return False
+        if not job.record.job_phase.terminal:
+            return True
+        keys, version, last = JobKeys(job.record.id), self._version(job), job.record.round
+        kept = version is not None and key == keys.params(version)
+        return kept or (key == keys.params(last) and self._pins.held(job.record.id, last))

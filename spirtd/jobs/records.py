@@ -18,10 +18,10 @@ from typing import Any
 
 from spirtd.errors import ConfigError
 from spirtd.files import write_atomically
-from spirtd.train import spec as specs
-from spirtd.train.jobstate import JobPhase
+from spirtd.jobs import spec as specs
+from spirtd.jobs.jobstate import JobPhase
 
-_log = logging.getLogger("spirtd.train")
+_log = logging.getLogger("spirtd.jobs")
 JOBS_DIR = "jobs"
 QUARANTINE_DIR = "quarantine"
 RECORD_SUFFIX = ".json"

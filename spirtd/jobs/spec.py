@@ -42,7 +42,9 @@ from typing import Any, Mapping
 from spirtd.aggregation import validate_call
 from spirtd.errors import AggregationError, ConfigError
 from spirtd.machine import memory_mb as machine_memory_mb
+from spirtd.ml.tasks import WorkSpec
 from spirtd.optim import AdamConfig, SgdConfig
+from spirtd.workers.config import PoolConfig, PoolMode
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 WORKER_MODES = ("warm", "cold")
@@ -209,6 +211,18 @@ class JobSpec:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+    def work(self) -> WorkSpec:
+        """What the job's workers compute with: the one form the spec takes
+        on its way to them."""
+        return WorkSpec(self.model.to_dict(), self.dataset.to_dict(), self.batch_size, self.seed)
+
+    def pool_config(self) -> PoolConfig:
+        """The worker pool the job asks for."""
+        return PoolConfig(mode=PoolMode(self.workers.mode), concurrency=self.workers.concurrency,
+                          invocation_timeout_s=self.limits.invocation_timeout_s,
+                          memory_limit_mb=self.limits.invocation_memory_mb,
+                          max_attempts=self.limits.max_attempts)  # fmt: skip
 
 
 _TABLES = {"optimizer": OptimizerSpec, "aggregation": AggregationSpec, "limits": LimitsSpec, "workers": WorkersSpec}

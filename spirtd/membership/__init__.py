@@ -29,7 +29,7 @@ from spirtd.membership.messages import (
 )
 from spirtd.membership.state import MembershipState
 from spirtd.membership.subscriptions import Subscription
-from spirtd.membership.timeouts import clock_timeout
+from spirtd.clock import clock_timeout
 from spirtd.membership.transport import InboundHandler, Transport
 
 __all__ = [

@@ -26,14 +26,13 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
-from spirtd.clock import Clock
+from spirtd.clock import Clock, clock_timeout
 from spirtd.errors import ConfigError, MembershipError, TransportError
 from spirtd.membership.config import MembershipConfig
 from spirtd.membership.effects import Outgoing, ProbePlan
 from spirtd.membership.messages import Ack, Gossip, Leave, Member, Ping, PingReq, PingReqReply, Snapshot
 from spirtd.membership.state import MembershipState
 from spirtd.membership.subscriptions import EventHub, Subscription
-from spirtd.membership.timeouts import clock_timeout
 from spirtd.membership.transport import Transport
 
 T = TypeVar("T")

@@ -18,7 +18,7 @@ import contextlib
 import enum
 import secrets
 from dataclasses import dataclass
-from typing import AsyncIterator, ClassVar, Sequence
+from typing import AsyncIterator, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 import redis.asyncio as aioredis
@@ -31,6 +31,7 @@ from spirtd.errors import (
     InvalidTensor,
     StoreError,
     StoreFull,
+    StoreRestarted,
     StoreUnavailable,
     TensorNotFound,
     WrongType,
@@ -45,6 +46,18 @@ MAX_DIMS = 32
 STAGING_SUFFIX = ":spirt-staging:"
 # Written and deleted by flush_to_disk; reserved.
 DURABILITY_BARRIER_KEY = "spirt:durability-barrier"
+_SCAN_COUNT = 512
+_DELETE_BATCH = 512
+# write_fields_if_run: the server's run id changes at every restart.
+_RESTARTED_REPLY = "SPIRT_RESTARTED"
+_WRITE_IF_RUN = """
+local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+if run ~= ARGV[1] then
+  return redis.error_reply('SPIRT_RESTARTED the store restarted')
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 'OK'
+"""
 
 
 class DType(enum.Enum):
@@ -124,6 +137,10 @@ def from_bytes(data: bytes | memoryview, meta: TensorMeta) -> np.ndarray:
     if len(data) != meta.nbytes:
         raise StoreError(f"store returned {len(data)} bytes for a {meta.nbytes}-byte tensor")
     return np.frombuffer(data, dtype=meta.dtype.numpy).reshape(meta.shape)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 def error_text(exc: ResponseError) -> str:
@@ -283,6 +300,52 @@ class TensorStore(abc.ABC):
 
     async def _commit_staging(self, staging: str, key: str, meta: TensorMeta) -> None:
         await self._call("RENAME", staging, key)
+
+    # ---- records and key spaces (small hashes beside the tensors) ----
+
+    async def read_fields(self, key: str) -> dict[str, str]:
+        """The hash at key as text ({} when there is none)."""
+        raw = await self._call("HGETALL", key, key=key)
+        pairs = raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2])
+        return {_text(k): _text(v) for k, v in pairs}
+
+    async def write_fields(self, key: str, fields: Mapping[str, str]) -> None:
+        """Sets fields of the hash at key (the others stay)."""
+        if fields:
+            await self._call("HSET", key, *(part for pair in fields.items() for part in pair), key=key)
+
+    async def write_fields_if_run(self, key: str, run_id: str, fields: Mapping[str, str]) -> None:
+        """write_fields, refused (StoreRestarted, nothing written) unless the
+        store is still the server run run_id: a write that saw the store
+        crash and come back (with whatever its disk held) never lands."""
+        args = [part for pair in fields.items() for part in pair]
+        try:
+            await self.client.eval(_WRITE_IF_RUN, 1, key, run_id, *args)
+        except ResponseError as exc:
+            if error_text(exc).startswith(_RESTARTED_REPLY):
+                raise StoreRestarted(f"the store restarted (it is no longer run {run_id})") from None
+            raise translate(exc, key) from exc
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise StoreUnavailable(f"the tensor store is unreachable: {exc}") from exc
+
+    async def keys_matching(self, pattern: str) -> list[str]:
+        """Every key matching a glob pattern (SCAN: never blocks the store);
+        bytes that are not UTF-8 show as U+FFFD."""
+        return [_text(key) for key in await self._scan(pattern)]
+
+    async def delete_matching(self, pattern: str, keep: Callable[[str], bool] = lambda key: False) -> int:
+        """Deletes every key matching pattern for which keep(key) is false
+        (key as keys_matching shows it); returns how many."""
+        doomed = [raw for raw in await self._scan(pattern) if not keep(_text(raw))]
+        for start in range(0, len(doomed), _DELETE_BATCH):
+            await self._call("DEL", *doomed[start : start + _DELETE_BATCH])
+        return len(doomed)
+
+    async def _scan(self, pattern: str) -> list[bytes]:
+        try:
+            return [key async for key in self.client.scan_iter(match=pattern, count=_SCAN_COUNT)]
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise StoreUnavailable(f"the tensor store is unreachable: {exc}") from exc
 
     # ---- tensor work ----
 

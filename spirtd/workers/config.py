@@ -1,4 +1,4 @@
-"""Every setting of the worker pool (spirtd.train.pool), in one frozen
+"""Every setting of the worker pool (spirtd.workers.pool), in one frozen
 dataclass with presets.
 
 Durations are float seconds (`_s`), sizes MiB (`_mb`), multipliers `_mult`.

@@ -16,13 +16,12 @@ from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
-from spirtd.clock import Clock
+from spirtd.clock import Clock, clock_timeout
 from spirtd.errors import ProtocolError, WorkerStartFailed
-from spirtd.membership.timeouts import clock_timeout
-from spirtd.train.failures import FailureKind
-from spirtd.train.memwatch import rss_mb
-from spirtd.train.pool_config import PoolConfig
-from spirtd.train.worker import Worker
+from spirtd.workers.failures import FailureKind
+from spirtd.workers.memwatch import rss_mb
+from spirtd.workers.config import PoolConfig
+from spirtd.workers.process import Worker
 
 Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Task[Any] | None"]
 

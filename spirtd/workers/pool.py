@@ -5,7 +5,7 @@
         result.reply, result.attempts, result.pids, result.timings
 
 Each invocation runs `function(request) -> reply` in a worker process
-(spirtd.train.worker_main; the protocol is in spirtd.train.protocol). In warm
+(spirtd.workers.worker_main; the protocol is in spirtd.workers.protocol). In warm
 mode `concurrency` workers are started up front and reused; in cold mode each
 attempt gets a fresh process, stopped after its reply. Handlers are
 stateless (see worker_main), so any attempt may run anywhere.
@@ -49,17 +49,16 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from spirtd.clock import Clock
+from spirtd.clock import Clock, clock_timeout
 from spirtd.errors import ConfigError, InvocationFailed, PoolClosed, ProtocolError, SpirtError, WorkerStartFailed
-from spirtd.membership.timeouts import clock_timeout
-from spirtd.train import protocol
-from spirtd.train.failures import AttemptFailure, FailureKind, describe_exit
-from spirtd.train.fleet import CANCELLED, WorkerFleet
-from spirtd.train.pool_config import PoolConfig, PoolMode
-from spirtd.train.worker import Worker
-from spirtd.train.worker_main import check_handler_spec
+from spirtd.workers import protocol
+from spirtd.workers.failures import AttemptFailure, FailureKind, describe_exit
+from spirtd.workers.fleet import CANCELLED, WorkerFleet
+from spirtd.workers.config import PoolConfig, PoolMode
+from spirtd.workers.process import Worker
+from spirtd.workers.worker_main import check_handler_spec
 
-WORKER_MODULE = "spirtd.train.worker_main"
+WORKER_MODULE = "spirtd.workers.worker_main"
 
 
 class PoolPhase(enum.Enum):
@@ -148,7 +147,7 @@ class WorkerPool:
         self._config = config
         self._handler = handler
         self._clock = clock
-        self._log = logger if logger is not None else logging.getLogger("spirtd.train.pool")
+        self._log = logger if logger is not None else logging.getLogger("spirtd.workers.pool")
         argv = [config.python or sys.executable, "-m", WORKER_MODULE, handler, "--parent-pid", str(os.getpid())]
         if config.data_limit_mb is not None:
             argv += ["--data-limit-mb", str(config.data_limit_mb)]

@@ -11,12 +11,12 @@ import contextlib
 from collections.abc import Mapping, Sequence
 
 from spirtd.errors import ProtocolError, WorkerStartFailed
-from spirtd.train import protocol
-from spirtd.train.failures import FailureKind, describe_exit
+from spirtd.workers import protocol
+from spirtd.workers.failures import FailureKind, describe_exit
 
 
 class Worker:
-    """A running `python -m spirtd.train.worker_main HANDLER`. Its stderr is
+    """A running `python -m spirtd.workers.worker_main HANDLER`. Its stderr is
     the pool's stderr (the handler's prints and tracebacks go there)."""
 
     def __init__(self, proc: asyncio.subprocess.Process, max_message_bytes: int) -> None:

@@ -13,23 +13,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from spirtd.clock import Clock
-from spirtd.train.pool import PoolPhase, WorkerPool
-from spirtd.train.pool_config import PoolConfig, PoolMode
-from spirtd.train.spec import JobSpec
+from spirtd.workers.pool import PoolPhase, WorkerPool
+from spirtd.workers.config import PoolConfig
 
-
-def pool_config(spec: JobSpec) -> PoolConfig:
-    """The worker pool a job asks for."""
-    return PoolConfig(
-        mode=PoolMode(spec.workers.mode),
-        concurrency=spec.workers.concurrency,
-        invocation_timeout_s=spec.limits.invocation_timeout_s,
-        memory_limit_mb=spec.limits.invocation_memory_mb,
-        max_attempts=spec.limits.max_attempts,
-    )
+# A request's reply and the attempts it took.
+Invoke = Callable[[dict[str, Any]], Awaitable[tuple[dict[str, Any], int]]]
 
 
 class WarmPools:
@@ -40,10 +31,10 @@ class WarmPools:
         self._kept: tuple[PoolConfig, WorkerPool] | None = None
 
     @contextlib.asynccontextmanager
-    async def invoker(self, spec: JobSpec) -> AsyncIterator[Any]:
+    async def invoker(self, config: PoolConfig) -> AsyncIterator[Invoke]:
         """A job's invoke(request) -> (reply, attempts), on a kept pool if
         one with these settings is there, else on a new one."""
-        pool = await self._take(pool_config(spec))
+        pool = await self._take(config)
 
         async def invoke(request: dict[str, Any]) -> tuple[dict[str, Any], int]:
             result = await pool.invoke(request)
@@ -55,7 +46,7 @@ class WarmPools:
             await pool.aclose()
             raise
         if pool.phase is PoolPhase.RUNNING:
-            self._kept = (pool_config(spec), pool)
+            self._kept = (config, pool)
         else:
             await pool.aclose()
 

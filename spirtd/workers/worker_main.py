@@ -1,8 +1,8 @@
-"""A worker process: `python -m spirtd.train.worker_main package.module:function`.
+"""A worker process: `python -m spirtd.workers.worker_main package.module:function`.
 
 It imports the handler once (a warm worker keeps whatever the module
 imported, torch for instance, loaded), says it is ready, then serves
-invocations over its stdin and stdout (spirtd.train.protocol): for each
+invocations over its stdin and stdout (spirtd.workers.protocol): for each
 request line it calls `function(request: dict) -> dict` and writes the reply
 line, until stdin closes, and then exits with code 0.
 
@@ -50,7 +50,7 @@ from typing import Any, BinaryIO
 
 from spirtd.clock import Clock, SystemClock
 from spirtd.errors import ConfigError, ProtocolError
-from spirtd.train import protocol
+from spirtd.workers import chaos, protocol
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -83,6 +83,7 @@ def call_handler(handler: Handler, invoke: protocol.Invoke, clock: Clock) -> pro
     reply (this is the isolation boundary, so Exception is caught on
     purpose), as does a reply that is not a dict or not JSON."""
     start = clock.monotonic()
+    chaos.apply(invoke.request)  # off unless SPIRTD_CHAOS asks a failure of this request
     try:
         result = handler(invoke.request)
         if not isinstance(result, dict):
@@ -147,7 +148,7 @@ def _limit_data(limit_mb: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m spirtd.train.worker_main", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m spirtd.workers.worker_main", description=__doc__.split("\n")[0])
     parser.add_argument("handler", help="package.module:function")
     parser.add_argument("--data-limit-mb", type=int, default=None, help="RLIMIT_DATA, a backstop (MiB)")
     parser.add_argument("--parent-pid", type=int, default=None, help="die with this process (the pool's)")

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from spirtd.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
-from spirtd.train.datasets import download as download_module
-from spirtd.train.datasets.download import RemoteFile
-from tests.train.dataset_files import idx_bytes, write_cifar, write_file, write_mnist
+from spirtd.ml.datasets import download as download_module
+from spirtd.ml.datasets.download import RemoteFile
+from tests.ml.dataset_files import idx_bytes, write_cifar, write_file, write_mnist
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -52,7 +52,7 @@ async def test_unusable_submissions_are_invalid_arguments(peers, certs):
 
 
 async def test_a_store_that_is_restarting_is_unavailable_not_an_error(peers, certs, tmp_path):
-    from tests.train.jobs import DIGITS, spec_file, submit, wait_for_end
+    from tests.jobs.jobs import DIGITS, spec_file, submit, wait_for_end
 
     peers.config_text += "\n[store]\nrestart_backoff_s = 2.5\nrestart_backoff_max_s = 2.5\n"
     peer = peers.start("node1")

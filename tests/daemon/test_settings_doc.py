@@ -8,7 +8,7 @@ from spirtd.daemon.settings_doc import DOC_PATH, field_docs, render
 from spirtd.daemon.config import DaemonConfig
 from spirtd.membership.config import MembershipConfig
 from spirtd.store.server import StoreServerConfig
-from spirtd.train.jobs_config import JobsConfig
+from spirtd.jobs.config import JobsConfig
 
 
 def test_settings_page_is_current():

@@ -3,9 +3,9 @@
 import pytest
 
 from spirtd.errors import LimitExceeded
-from spirtd.train import compute
-from spirtd.train.footprint import check_fits, store_bytes, worker_bytes
-from spirtd.train.spec import from_dict
+from spirtd.ml import describe
+from spirtd.jobs.footprint import check_fits, store_bytes, worker_bytes
+from spirtd.jobs.spec import from_dict
 
 BASE = {"model": "mlp", "dataset": "digits", "batch_size": 32, "minibatches_per_round": 4, "rounds": 10}
 
@@ -37,5 +37,5 @@ def test_a_job_that_does_not_fit_names_the_limit_and_its_setting():
 def test_describing_a_huge_model_allocates_nothing():
     """A trillion parameters are counted, not built (torch's meta device)."""
     spec = from_dict({**BASE, "model": {"name": "mlp", "hidden": [1 << 20, 1 << 20]}})
-    shape = compute.describe(spec)
+    shape = describe.describe(spec.work())
     assert shape.n_params > 10**12 and shape.batches_per_epoch > 0

@@ -9,7 +9,7 @@ import subprocess
 import redis
 
 from tests.daemon.peers import SPIRTD
-from tests.train.jobs import DIGITS, spirtctl, submit, wait_for_end
+from tests.jobs.jobs import DIGITS, spirtctl, submit, wait_for_end
 
 # One warm worker: these tests are about what a peer says and keeps, not speed.
 SMALL = (DIGITS.format(epochs=1, timeout=30, mode="warm").replace("epochs = 1", "rounds = {rounds}")

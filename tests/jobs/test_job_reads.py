@@ -11,7 +11,7 @@ import grpc
 
 from spirtd.api.spirt.v1 import control_pb2
 from tests.daemon.peers import Control, eventually
-from tests.train.jobs import JOB_S, spec_file, submit
+from tests.jobs.jobs import JOB_S, spec_file, submit
 
 CALLS = 200  # each a status, then the whole model
 

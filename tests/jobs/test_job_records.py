@@ -8,9 +8,9 @@ import os
 
 import pytest
 
-from spirtd.train.records import JobRecord, RecordError, load_all, parse_record, write_record
-from spirtd.train.spec import parse
-from tests.train.jobs import DIGITS, spirtctl, submit, wait_for_end
+from spirtd.jobs.records import JobRecord, RecordError, load_all, parse_record, write_record
+from spirtd.jobs.spec import parse
+from tests.jobs.jobs import DIGITS, spirtctl, submit, wait_for_end
 
 GOOD_SPEC = parse(DIGITS.format(epochs=1, timeout=30, mode="warm").replace("epochs = 1", "rounds = 3")).to_dict()
 

@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from spirtd.api.spirt.v1 import control_pb2
-from spirtd.train.datasets import DatasetSpec, load_dataset
-from spirtd.train.models import ModelSpec, build_model
-from spirtd.train.spec import parse
+from spirtd.ml.datasets import DatasetSpec, load_dataset
+from spirtd.ml.models import ModelSpec, build_model
+from spirtd.jobs.spec import parse
 from tests.daemon.peers import Control, eventually
-from tests.train.jobs import DIGITS, JOB_S, job_status, spec_file, spirtctl, submit, waited
+from tests.jobs.jobs import DIGITS, JOB_S, job_status, spec_file, spirtctl, submit, waited
 
 def test_mlp_on_digits_reaches_90_percent_through_the_daemon(peers, certs, tmp_path):
     peer = peers.start("node1")
@@ -52,6 +52,11 @@ def test_same_spec_and_seed_give_the_same_model_warm_or_cold(peers, certs, tmp_p
     assert digests[0] == digests[1]
 
 
+# A hung worker costs this long; a worker's first invocation (it loads the
+# dataset) must fit in it on a loaded machine, or it is retried as well.
+CHAOS_TIMEOUT_S = 8
+
+
 @pytest.mark.parametrize(
     "chaos, retried",
     [
@@ -66,7 +71,7 @@ def test_failed_workers_are_retried_and_the_job_completes(peers, certs, tmp_path
     chaos_dir = tmp_path / "chaos"
     chaos_dir.mkdir()
     peer = peers.start("node1", env={"SPIRTD_CHAOS": chaos, "SPIRTD_CHAOS_DIR": str(chaos_dir)})
-    result = submit(certs, peer, spec_file(tmp_path, epochs=0.5, timeout=3), "--wait", "--json")
+    result = submit(certs, peer, spec_file(tmp_path, epochs=0.5, timeout=CHAOS_TIMEOUT_S), "--wait", "--json")
     final = waited(result)
     assert final["state"] == "succeeded"
     assert final["minibatches_retried"] == retried and final["minibatches_dropped"] == 0
@@ -77,7 +82,7 @@ def test_failed_workers_are_retried_and_the_job_completes(peers, certs, tmp_path
 def test_a_minibatch_that_keeps_failing_is_reported_and_dropped(peers, certs, tmp_path):
     peer = peers.start("node1", env={"SPIRTD_CHAOS": "crash@round 1:minibatch 2",
                                      "SPIRTD_CHAOS_DIR": "/nonexistent/every-attempt-fails"})  # fmt: skip
-    result = submit(certs, peer, spec_file(tmp_path, epochs=0.5, timeout=3), "--wait", "--json")
+    result = submit(certs, peer, spec_file(tmp_path, epochs=0.5, timeout=CHAOS_TIMEOUT_S), "--wait", "--json")
     final = waited(result)
     assert final["state"] == "succeeded" and final["minibatches_dropped"] == 1
     assert any("dropped a minibatch" in line.get("msg", "") and "minibatch 2" in line.get("msg", "")

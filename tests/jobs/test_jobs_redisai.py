@@ -9,7 +9,7 @@ import os
 import pytest
 
 from tests import redisai_server
-from tests.train.jobs import DIGITS, spec_file, submit, wait_for_end
+from tests.jobs.jobs import DIGITS, spec_file, submit, wait_for_end
 
 SPEC = DIGITS.format(epochs=1, timeout=30, mode="warm").replace("epochs = 1", "rounds = 12")
 

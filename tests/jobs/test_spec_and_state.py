@@ -8,7 +8,7 @@ import pytest
 
 from spirtd.errors import ConfigError
 from spirtd.optim import AdamConfig, SgdConfig
-from spirtd.train.jobstate import (
+from spirtd.jobs.jobstate import (
     JobPhase,
     JobTransitionError,
     Patience,
@@ -16,7 +16,7 @@ from spirtd.train.jobstate import (
     evaluation_due,
     minibatches_of_round,
 )
-from spirtd.train.spec import from_dict, parse
+from spirtd.jobs.spec import from_dict, parse
 
 BASE = {"model": "mlp", "dataset": "digits", "batch_size": 32, "minibatches_per_round": 4, "rounds": 10}
 

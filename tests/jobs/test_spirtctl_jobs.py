@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from spirtd.train.datasets import DatasetSpec, load_dataset
-from spirtd.train.models import ModelSpec, build_model
-from spirtd.train.spec import parse
-from tests.train.jobs import DIGITS, job_status, spirtctl, submit, wait_for_end
+from spirtd.ml.datasets import DatasetSpec, load_dataset
+from spirtd.ml.models import ModelSpec, build_model
+from spirtd.jobs.spec import parse
+from tests.jobs.jobs import DIGITS, job_status, spirtctl, submit, wait_for_end
 
 # One warm worker: these tests are about what a peer says and keeps, not speed.
 SMALL = (DIGITS.format(epochs=1, timeout=30, mode="warm").replace("epochs = 1", "rounds = {rounds}")

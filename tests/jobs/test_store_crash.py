@@ -18,7 +18,7 @@ import redis
 
 from spirtd.api.spirt.v1 import control_pb2
 from tests.daemon.peers import Control
-from tests.train.jobs import DIGITS, JOB_S, spirtctl, submit, wait_for_end
+from tests.jobs.jobs import DIGITS, JOB_S, spirtctl, submit, wait_for_end
 
 POLL_S = 0.02
 

@@ -1,4 +1,4 @@
-"""spirtd.train.datasets: every dataset loads (the file formats from small
+"""spirtd.ml.datasets: every dataset loads (the file formats from small
 generated files), splits and minibatches are deterministic, and every
 malformed file is refused with a message that names it."""
 
@@ -15,16 +15,16 @@ import numpy as np
 import pytest
 
 from spirtd.errors import ConfigError, DatasetError, DownloadError
-from spirtd.train.datasets import (
+from spirtd.ml.datasets import (
     DATASETS,
     DatasetSpec,
     batches_per_epoch,
     load_dataset,
     minibatch_indices,
 )
-from spirtd.train.datasets.batches import permutation
-from spirtd.train.datasets.download import PLANS, RemoteFile, download_plan, fetch_file
-from tests.train.dataset_files import cifar_batch, idx_bytes, write_cifar, write_file, write_mnist
+from spirtd.ml.datasets.batches import permutation
+from spirtd.ml.datasets.download import PLANS, RemoteFile, download_plan, fetch_file
+from tests.ml.dataset_files import cifar_batch, idx_bytes, write_cifar, write_file, write_mnist
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -1,4 +1,4 @@
-"""spirtd.train.models: every model builds for its shapes, trains (forward,
+"""spirtd.ml.models: every model builds for its shapes, trains (forward,
 backward), is rebuilt bit-identically from its spec and seed, and round-
 trips through the flat parameter vector."""
 
@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from spirtd.errors import ConfigError
-from spirtd.train.models import (
+from spirtd.ml.models import (
     MODELS,
     ModelSpec,
     build_model,

@@ -1,4 +1,4 @@
-"""Real handlers that the worker processes of tests/train/test_pool.py import.
+"""Real handlers that the worker processes of tests/jobs/test_pool.py import.
 
 Handlers that misbehave once ("_once") take a "marker" path in the request:
 the first attempt creates the file and misbehaves; a retry finds it and

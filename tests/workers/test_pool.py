@@ -24,15 +24,15 @@ from spirtd.errors import (
     ProtocolError,
     WorkerStartFailed,
 )
-from spirtd.train import protocol
-from spirtd.train.failures import FailureKind, describe_exit
-from spirtd.train.memwatch import parse_vmrss_kb, rss_mb
-from spirtd.train.pool import InvocationResult, WorkerPool
-from spirtd.train.pool_config import PoolConfig, PoolMode
+from spirtd.workers import protocol
+from spirtd.workers.failures import FailureKind, describe_exit
+from spirtd.workers.memwatch import parse_vmrss_kb, rss_mb
+from spirtd.workers.pool import InvocationResult, WorkerPool
+from spirtd.workers.config import PoolConfig, PoolMode
 
 ROOT = Path(__file__).resolve().parents[2]
-ENV = {"PYTHONPATH": str(ROOT)}  # the workers import tests.train.pool_handlers
-H = "tests.train.pool_handlers:"
+ENV = {"PYTHONPATH": str(ROOT)}  # the workers import tests.workers.pool_handlers
+H = "tests.workers.pool_handlers:"
 WAIT_S = 10.0  # the longest any test waits for something to happen
 POLL_S = 0.01
 
@@ -131,7 +131,7 @@ async def test_pool_hung_worker_is_killed_at_the_timeout_and_retried(tmp_path):
 
 
 async def test_pool_memory_hog_is_killed_by_the_watchdog_and_retried(tmp_path, caplog):
-    caplog.set_level(logging.WARNING, logger="spirtd.train.pool")
+    caplog.set_level(logging.WARNING, logger="spirtd.workers.pool")
     async with pool_of("hog_memory_once", memory_limit_mb=200) as pool:
         result = await pool.invoke({"id": 3, "marker": str(tmp_path / "m"), "hog_mb": 400})
         (failure,) = result.failures
@@ -160,7 +160,7 @@ BROKEN_WORKERS = [
 
 @pytest.mark.parametrize(("answer", "words"), BROKEN_WORKERS)
 async def test_pool_worker_that_breaks_the_protocol_is_killed(tmp_path, answer, words):
-    fake = tmp_path / "fake-python"  # run as "fake-python -m spirtd.train.worker_main ..."
+    fake = tmp_path / "fake-python"  # run as "fake-python -m spirtd.workers.worker_main ..."
     fake.write_text(
         "#!/bin/sh\n"
         'echo \'{"type": "ready", "v": 1, "pid": \'$$\', "import_s": 0}\'\n'
@@ -179,7 +179,7 @@ async def test_pool_worker_that_breaks_the_protocol_is_killed(tmp_path, answer, 
 
 
 async def test_pool_always_crashing_raises_invocation_failed_with_every_reason(caplog):
-    caplog.set_level(logging.WARNING, logger="spirtd.train.pool")
+    caplog.set_level(logging.WARNING, logger="spirtd.workers.pool")
     async with pool_of("crash") as pool:
         with pytest.raises(InvocationFailed) as info:
             await pool.invoke({"id": 7})
@@ -288,11 +288,11 @@ async def test_pool_close_with_invocations_in_flight_leaves_no_process(tmp_path)
 ORPHAN_SCRIPT = """
 import asyncio, sys
 from spirtd.clock import SystemClock
-from spirtd.train.pool import WorkerPool
-from spirtd.train.pool_config import PoolConfig
+from spirtd.workers.pool import WorkerPool
+from spirtd.workers.config import PoolConfig
 
 async def main():
-    async with WorkerPool(PoolConfig(concurrency=2), "tests.train.pool_handlers:sleep_then_echo",
+    async with WorkerPool(PoolConfig(concurrency=2), "tests.workers.pool_handlers:sleep_then_echo",
                           clock=SystemClock()) as pool:
         print(*pool.worker_pids(), flush=True)
         await pool.invoke({"id": 1, "sleep_s": 60, "started": sys.argv[1]})
@@ -319,7 +319,7 @@ async def test_pool_killed_without_closing_takes_its_workers_along(tmp_path):
 
 async def test_pool_start_timeout_is_a_clear_error_and_leaves_no_process():
     config = dataclasses.replace(FAST, start_timeout_s=0.5, concurrency=1)
-    pool = WorkerPool(config, "tests.train.pool_slow_import:echo", clock=SystemClock(), env=ENV)
+    pool = WorkerPool(config, "tests.workers.pool_slow_import:echo", clock=SystemClock(), env=ENV)
     with pytest.raises(WorkerStartFailed, match=r"not ready within start_timeout_s \(0.5 s\) while importing"):
         async with pool:
             pass
@@ -329,8 +329,8 @@ async def test_pool_start_timeout_is_a_clear_error_and_leaves_no_process():
 @pytest.mark.parametrize(
     ("handler", "words"),
     [
-        ("tests.train.no_such_module:echo", "ModuleNotFoundError"),
-        ("tests.train.pool_handlers:no_such_function", "has no function 'no_such_function'"),
+        ("tests.jobs.no_such_module:echo", "ModuleNotFoundError"),
+        ("tests.workers.pool_handlers:no_such_function", "has no function 'no_such_function'"),
     ],
 )
 async def test_pool_handler_that_cannot_load_fails_the_start(handler, words):

@@ -10,17 +10,15 @@ import pytest
 
 from spirtd.clock import SystemClock
 from spirtd.errors import SpirtError
-from spirtd.train.pool import PoolPhase
-from spirtd.train.spec import from_dict
-from spirtd.train.warm_pools import WarmPools
+from spirtd.workers.config import PoolConfig, PoolMode
+from spirtd.workers.pool import PoolPhase
+from spirtd.workers.warm import WarmPools
 
 ROOT = Path(__file__).resolve().parents[2]
-SPEC = {"model": "mlp", "dataset": "digits", "batch_size": 8, "minibatches_per_round": 2, "rounds": 1,
-        "workers": {"mode": "warm", "concurrency": 1}}
 
 
-def spec(**workers):
-    return from_dict({**SPEC, "workers": {**SPEC["workers"], **workers}})
+def spec(concurrency: int = 1) -> PoolConfig:
+    return PoolConfig(mode=PoolMode.WARM, concurrency=concurrency)
 
 
 async def pid_of(invoke) -> int:
@@ -29,7 +27,7 @@ async def pid_of(invoke) -> int:
 
 
 async def test_a_job_with_the_same_settings_takes_the_warm_workers():
-    pools = WarmPools("tests.train.pool_handlers:echo", {"PYTHONPATH": str(ROOT)}, SystemClock())
+    pools = WarmPools("tests.workers.pool_handlers:echo", {"PYTHONPATH": str(ROOT)}, SystemClock())
     try:
         async with pools.invoker(spec()) as invoke:
             first = await pid_of(invoke)

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from spirtd.errors import DatasetError
-from spirtd.train.datasets import cifar, digits, mnist, synthetic
-from spirtd.train.datasets.base import DatasetDef, RawData
-from spirtd.train.datasets.batches import (
+from spirtd.ml.datasets import cifar, digits, mnist, synthetic
+from spirtd.ml.datasets.base import DatasetDef, RawData
+from spirtd.ml.datasets.batches import (
     TEST_SPLIT_SEED,
     TEST_SPLIT_STREAM,
     VAL_SPLIT_STREAM,

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from spirtd.errors import DatasetFileError
-from spirtd.train.datasets.base import LOAD_TEST, NORMALIZE, VAL_FRACTION, DatasetDef, RawData
-from spirtd.train.datasets.files import require_dir
+from spirtd.ml.datasets.base import LOAD_TEST, NORMALIZE, VAL_FRACTION, DatasetDef, RawData
+from spirtd.ml.datasets.files import require_dir
 
 __all__ = ["CIFAR10", "FILES", "SUBDIR"]
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from spirtd.errors import DatasetError
-from spirtd.train.datasets.base import NORMALIZE, TEST_FRACTION, VAL_FRACTION, DatasetDef, RawData
+from spirtd.ml.datasets.base import NORMALIZE, TEST_FRACTION, VAL_FRACTION, DatasetDef, RawData
 
 __all__ = ["DIGITS"]
 

@@ -28,7 +28,7 @@ from typing import BinaryIO
 
 from spirtd import __version__
 from spirtd.errors import DatasetError, DownloadError
-from spirtd.train.datasets import cifar
+from spirtd.ml.datasets import cifar
 
 __all__ = ["PLANS", "RemoteFile", "download", "download_plan", "fetch_file"]
 

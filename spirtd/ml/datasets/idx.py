@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from spirtd.errors import DatasetFileError
-from spirtd.train.datasets.files import read_maybe_gzipped
+from spirtd.ml.datasets.files import read_maybe_gzipped
 
 __all__ = ["UBYTE", "idx_magic", "read_idx"]
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from spirtd.errors import DatasetFileError
-from spirtd.train.datasets.base import (
+from spirtd.ml.datasets.base import (
     LOAD_TEST,
     NORMALIZE,
     VAL_FRACTION,
@@ -19,8 +19,8 @@ from spirtd.train.datasets.base import (
     Loader,
     RawData,
 )
-from spirtd.train.datasets.files import find_file, require_dir
-from spirtd.train.datasets.idx import read_idx
+from spirtd.ml.datasets.files import find_file, require_dir
+from spirtd.ml.datasets.idx import read_idx
 
 __all__ = ["FASHION_MNIST", "FILES", "MNIST"]
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from spirtd.errors import DatasetError
-from spirtd.train.datasets.base import TEST_FRACTION, VAL_FRACTION, DatasetDef, RawData
+from spirtd.ml.datasets.base import TEST_FRACTION, VAL_FRACTION, DatasetDef, RawData
 from spirtd.options import Option, int_tuple, integer, number
 
 __all__ = ["SYNTHETIC", "input_shape"]

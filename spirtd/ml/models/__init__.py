@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from spirtd.errors import ConfigError
-from spirtd.train.models import lenet, mlp, mobilenet, resnet
-from spirtd.train.models.base import ModelDef
-from spirtd.train.models.flat import (
+from spirtd.ml.models import lenet, mlp, mobilenet, resnet
+from spirtd.ml.models.base import ModelDef
+from spirtd.ml.models.flat import (
     flatten_gradients,
     flatten_parameters,
     load_flat_parameters,

@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import nn
 
-from spirtd.train.models.base import MAX_CHANNELS, MAX_LAYERS, MAX_WIDTH, ModelDef, image_shape
+from spirtd.ml.models.base import MAX_CHANNELS, MAX_LAYERS, MAX_WIDTH, ModelDef, image_shape
 from spirtd.options import Option, int_tuple
 
 KERNEL = 5

@@ -11,7 +11,7 @@ from typing import Any
 from torch import nn
 
 from spirtd.errors import ConfigError
-from spirtd.train.models.base import MAX_LAYERS, MAX_WIDTH, ModelDef
+from spirtd.ml.models.base import MAX_LAYERS, MAX_WIDTH, ModelDef
 from spirtd.options import Option, int_tuple
 
 

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from spirtd.train.models.base import MAX_GROUPS, MAX_WIDTH, ModelDef, group_norm, image_shape
+from spirtd.ml.models.base import MAX_GROUPS, MAX_WIDTH, ModelDef, group_norm, image_shape
 from spirtd.options import Option, integer, number
 
 MIN_SIDE = 8

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from spirtd.errors import ConfigError
-from spirtd.train.models.base import MAX_CHANNELS, MAX_GROUPS, ModelDef, group_norm, image_shape
+from spirtd.ml.models.base import MAX_CHANNELS, MAX_GROUPS, ModelDef, group_norm, image_shape
 from spirtd.options import Option, choice, integer
 
 MIN_SIDE = 8

@@ -1,0 +1,5 @@
+"""What a training job computes: models rebuilt from a small spec
+(spirtd.ml.models), datasets loaded deterministically with the minibatch
+for (seed, epoch, index) computable by any process (spirtd.ml.datasets),
+and the worker handler that turns parameters into a gradient
+(spirtd.ml.compute). Stateless gradient workers rely on all three."""
