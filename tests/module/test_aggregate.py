@@ -291,8 +291,10 @@ def test_aggregate_krum_ties_go_to_the_lowest_index(sr, rng):
 
 
 def test_aggregate_krum_ties_between_duplicated_inputs(sr, rng):
-    """x1 == x3 and x0 == x4: equal scores, listed by index."""
-    a, b, c = (rng.standard_normal(40) for _ in range(3))
+    """x1 == x3 and x0 == x4: equal scores, listed by index. x5 is as far
+    from x0 as from x1, so their scores tie too: even integers keep every
+    distance exact, so that tie is exact in any summation order."""
+    a, b, c = (2.0 * rng.integers(-50, 50, 40) for _ in range(3))
     xs = [a, b, c, b, a, (a + b) / 2]
     xs = [x.astype(np.float64) for x in xs]
     for k, x in enumerate(xs):
