@@ -34,7 +34,7 @@ def test_the_readme_krum_remark_is_true():
     text = block("toml").replace('rule = "mean"', 'rule = "krum"\nf = 1')
     with pytest.raises(ConfigError, match="2f\\+3"):
         specs.parse(text)
-    assert specs.parse(text.replace("minibatches_per_round = 4", "minibatches_per_round = 5")).aggregation.f == 1
+    assert specs.parse(text.replace("minibatches_per_round = 4", "minibatches_per_round = 5")).aggregation.options() == {"f": 1}
 
 
 def test_every_spirtctl_command_in_the_readme_parses():

@@ -2,7 +2,9 @@
  *
  * Aggregates n FLOAT (or n DOUBLE) tensors of one shape into dst. A rule is
  * one row of RULES: its name, the options it takes, a check of n against
- * them, and a run function; adding a rule is adding a row. */
+ * them, and a run function; adding a rule is adding a row. The rows follow
+ * the registry, spirtd.aggregation.RULES (names, option keywords, bounds);
+ * tests/module/test_aggregate_registry.py checks that they agree. */
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -41,15 +43,25 @@ struct AggState {
 
 /* ---- rule checks ---- */
 
+/* The bounds on n, one function each, as spirtd/aggregation has them
+ * (krum.min_inputs, trimmed_mean.min_inputs); tests/module checks that the
+ * module accepts exactly the Python bound. */
+
+/* Krum tolerates f Byzantine inputs when n >= 2f + 3 (Blanchard et al. 2017). */
+static long long krum_min_inputs(long long f) { return 2 * f + 3; }
+
+/* Dropping b values at each end leaves at least one. */
+static long long trimmed_min_inputs(long long b) { return 2 * b + 1; }
+
 static int check_any(size_t n, AggOptions *o, char *err, size_t cap) {
     (void)n, (void)o, (void)err, (void)cap;
     return 0;
 }
 
 static int check_trimmed(size_t n, AggOptions *o, char *err, size_t cap) {
-    if ((size_t)o->b * 2 < n) return 0;
+    if ((long long)n >= trimmed_min_inputs(o->b)) return 0;
     spirt_format(err, cap, "ERR trimmed_mean drops B=%lld values at each end, so it needs more "
-                 "than 2B=%lld inputs; got %zu", o->b, 2 * o->b, n);
+                 "than 2B=%lld inputs; got %zu", o->b, trimmed_min_inputs(o->b) - 1, n);
     return -1;
 }
 
@@ -64,9 +76,9 @@ static int check_krum_inputs(size_t n, const AggOptions *o, const char *rule, ch
                      rule, SPIRT_KRUM_MAX_INPUTS, n);
         return -1;
     }
-    if ((long long)n >= 2 * o->f + 3) return 0;
+    if ((long long)n >= krum_min_inputs(o->f)) return 0;
     spirt_format(err, cap, "ERR %s tolerates F faulty inputs only with n >= 2F+3: F=%lld needs at "
-                 "least %lld inputs, got %zu", rule, o->f, 2 * o->f + 3, n);
+                 "least %lld inputs, got %zu", rule, o->f, krum_min_inputs(o->f), n);
     return -1;
 }
 

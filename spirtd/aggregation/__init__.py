@@ -4,9 +4,35 @@ every precondition the same way.
 
     aggregate("krum", [a, b, c, d, e], f=1)  ->  AggregateOutput(value, selected=(2,))
 
-Adding a rule is one module with its function and Rule, and one line in
-RULES. This is the test oracle of the native module and the implementation
-of the plain-Redis backend; it does no I/O.
+RULES is the one registry of rules: each entry declares the rule's name,
+its options (type, default, whether a job spec sets it), its minimum number
+of inputs for its options and the whole-vector statistics it needs. The job
+spec's checks, the plain backend (this package), the native backend's
+SPIRT.AGGREGATE arguments, the RedisAI backend's script dispatch and the
+conformance tests all follow it. This is the test oracle of the native
+module and the implementation of the plain-Redis backend; it does no I/O.
+
+Adding a rule takes exactly these edits:
+  1. a module here with its function and its Rule, declaring its options
+     (RuleOption), the statistics it needs and its min_inputs (paper and
+     bound in the docstring; a bound on f as one function, as in krum.py);
+  2. one entry in RULES below;
+  3. its kernel in spirtd/_native/aggregate.c: a row of RULES there with
+     the same name and option keywords (RuleOption.wire), and its bound as
+     one C function (an option no rule had yet: also in parse_options);
+  4. its TorchScript function in spirtd/store/redisai_scripts.py, named
+     spirt_<rule> (redisai_scripts.entry_point), taking the declared
+     options in order as string args, and its bound as one function there;
+  5. one test of its results, in CASES of
+     tests/aggregation/test_aggregation_rules.py; and the tests that pin
+     the list of rule names (test_rules_registry_names_and_fields, and the
+     "known rules: ..." messages: grep tests and docs/module-commands.md).
+The job spec, the plain backend and both stores' arguments need no edit.
+The registry tests (tests/aggregation/test_registry.py,
+tests/store/test_rule_registry.py, tests/module/test_aggregate_registry.py,
+the live RedisAI tests) fail until every backend has the rule and agrees
+with its bound, and the conformance suite runs it on every backend. A new
+OptionType also needs its parse and wire_values in base.py.
 """
 
 from __future__ import annotations
@@ -20,15 +46,30 @@ import numpy as np
 from spirtd.aggregation import krum, mean, median, trimmed_mean
 from spirtd.aggregation.base import (
     AggregateOutput,
+    OptionType,
     Rule,
     RuleCall,
+    RuleOption,
     check_call,
     check_inputs,
     run_rule,
 )
+from spirtd.aggregation.statistics import Statistic
 from spirtd.errors import AggregationError
 
-__all__ = ["RULES", "AggregateOutput", "Rule", "RuleCall", "aggregate", "validate_call"]
+__all__ = [
+    "RULES",
+    "AggregateOutput",
+    "OptionType",
+    "Rule",
+    "RuleCall",
+    "RuleOption",
+    "Statistic",
+    "aggregate",
+    "find_rule",
+    "validate_call",
+    "validate_spec",
+]
 
 RULES: Mapping[str, Rule] = MappingProxyType(
     {
@@ -41,15 +82,38 @@ RULES: Mapping[str, Rule] = MappingProxyType(
 )
 
 
+def find_rule(rule_name: object) -> Rule:
+    """The rule of RULES with that name; AggregationError naming the known ones."""
+    rule = RULES.get(rule_name) if isinstance(rule_name, str) else None
+    if rule is None:
+        raise AggregationError(
+            f"unknown aggregation rule {rule_name!r}; known rules: {', '.join(RULES)}"
+        )
+    return rule
+
+
 def validate_call(rule_name: str, n: int, options: Mapping[str, Any]) -> RuleCall:
     """Checks everything that does not need the data: the rule exists, its
     options are allowed, present when required, of the right types and
     ranges, and n inputs are enough (and not too many) for them. Options
     given as None count as not given. Raises AggregationError."""
-    rule = RULES.get(rule_name) if isinstance(rule_name, str) else None
-    if rule is None:
+    return check_call(find_rule(rule_name), n, options)
+
+
+def validate_spec(rule_name: str, n: int, options: Mapping[str, Any]) -> RuleCall:
+    """validate_call for a job spec's options, n being its minibatches per
+    round: only options a spec sets are allowed, not those given with each
+    call (mean's weights)."""
+    rule = find_rule(rule_name)
+    settable = [o.name for o in rule.declared if o.in_spec]
+    for name in (k for k, v in options.items() if v is not None and k not in settable):
+        if name in rule.options:
+            doc = rule.option(name).doc
+            raise AggregationError(
+                f"option {name!r} of rule {rule.name} is not set in a job spec: {doc}"
+            )
         raise AggregationError(
-            f"unknown aggregation rule {rule_name!r}; known rules: {', '.join(RULES)}"
+            f"rule {rule.name} has no option {name!r}; its options: {', '.join(settable) or 'none'}"
         )
     return check_call(rule, n, options)
 

@@ -1,23 +1,30 @@
 """The interface every aggregation rule implements, and the one wrapper that
 checks preconditions for all of them.
 
-A rule is a pure function of a read-only float64 matrix (one input per row)
-and its validated options; it returns the aggregate as a float64 vector and,
-for rules that pick inputs, the indices it picked. Everything that can go
-wrong before that (unknown rule or option, wrong option types, too few
-inputs for f, mismatched shapes or dtypes, non-finite values) is checked
-here, the same way for every rule, so a rule module holds only its math.
+A rule is a pure function of a read-only float64 matrix (one input per row),
+its validated options and the whole-vector statistics it declares it needs;
+it returns the aggregate as a float64 vector and, for rules that pick
+inputs, the indices it picked. Everything that can go wrong before that
+(unknown rule or option, wrong option types, too few inputs for f,
+mismatched shapes or dtypes, non-finite values) is checked here, the same
+way for every rule, so a rule module holds only its math.
+
+A rule's options are declared (RuleOption: name, type, default, how it
+travels to the stores); the checks here, the job spec and the store
+backends' arguments all follow the declarations.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from types import MappingProxyType
 from typing import Any, TypeGuard
 
 import numpy as np
 
+from spirtd.aggregation.statistics import COMPUTE, Statistic
 from spirtd.errors import AggregationError
 
 # The dtypes aggregation takes; results come back in the inputs' dtype.
@@ -25,8 +32,55 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 Options = Mapping[str, Any]
 Selection = tuple[int, ...] | None
-# (n, d) float64 matrix, options with defaults filled in -> ((d,) float64, selection)
-RuleFn = Callable[[np.ndarray, Options], tuple[np.ndarray, Selection]]
+Statistics = Mapping[Statistic, np.ndarray]
+# (n, d) float64 matrix, options with defaults filled in, the statistics the
+# rule needs -> ((d,) float64, selection)
+RuleFn = Callable[[np.ndarray, Options, Statistics], tuple[np.ndarray, Selection]]
+
+
+class OptionType(Enum):
+    """What values an option takes, and so how it is checked and sent."""
+
+    COUNT = "count"  # an integer >= the option's minimum (f, m, b)
+    WEIGHTS = "weights"  # one finite, non-negative number per input, not all zero
+
+
+@dataclass(frozen=True)
+class RuleOption:
+    """One option of a rule.
+
+    default gives the value when the caller gives none, from n and the
+    options given (multikrum's m = n - f); without one, the option is left
+    out (mean without weights) or, if required, must be given. in_spec says
+    whether a job spec may set it: mean's weights are not set by the user
+    but given with each call (the runner weights gradients by samples).
+    """
+
+    name: str
+    type: OptionType
+    doc: str
+    minimum: int = 0
+    required: bool = False
+    default: Callable[[int, Options], Any] | None = field(default=None, repr=False)
+    in_spec: bool = True
+
+    @property
+    def wire(self) -> str:
+        """Its keyword in SPIRT.AGGREGATE (F, M, B, WEIGHTS)."""
+        return self.name.upper()
+
+    def parse(self, value: object, n: int) -> Any:
+        """The value checked for n inputs, normalised (ints, a tuple of floats)."""
+        if self.type is OptionType.WEIGHTS:
+            return check_weights(value, n)
+        return check_int(self.name, value, self.minimum)
+
+    def wire_values(self, value: Any) -> list[str]:
+        """A parsed value as the stores take it: one string per number, exact
+        (repr of a float reads back as the same float)."""
+        if self.type is OptionType.WEIGHTS:
+            return [repr(float(w)) for w in value]
+        return [str(int(value))]
 
 
 def _at_least_one(options: Options) -> int:
@@ -37,24 +91,40 @@ def _at_least_one(options: Options) -> int:
 class Rule:
     """One aggregation rule: what it accepts and the function that runs it.
 
-    min_inputs gives the fewest inputs the rule needs for the given options
-    (for Byzantine-robust rules, the bound of the paper for f); too_few says
-    why in words, from the options and the n that fell short. max_inputs
-    (with max_reason, e.g. "compares every pair of inputs") caps n. complete
-    fills in defaults that depend on n and checks options against n; it
-    raises AggregationError and returns a new mapping.
+    declared lists its options, in the order the RedisAI scripts take them.
+    needs names the whole-vector statistics fn is given; selects says fn
+    returns the inputs it chose. min_inputs gives the fewest inputs the rule
+    needs for the given options (for Byzantine-robust rules, the bound of
+    the paper for f); too_few says why in words, from the options and the n
+    that fell short. max_inputs (with max_reason, e.g. "compares every pair
+    of inputs") caps n. complete checks options against n and sets what the
+    rule fixes (Krum's m = 1), after defaults are filled in; it raises
+    AggregationError and returns a new mapping.
     """
 
     name: str
     summary: str
     fn: RuleFn = field(repr=False)
-    options: frozenset[str] = frozenset()
-    required: frozenset[str] = frozenset()
+    declared: tuple[RuleOption, ...] = ()
+    needs: frozenset[Statistic] = frozenset()
+    selects: bool = False
     min_inputs: Callable[[Options], int] = field(default=_at_least_one, repr=False)
     max_inputs: int | None = None
     too_few: Callable[[Options, int], str] | None = field(default=None, repr=False)
     max_reason: str = "is limited"
     complete: Callable[[int, Options], Options] | None = field(default=None, repr=False)
+
+    @property
+    def options(self) -> frozenset[str]:
+        """The names of its options."""
+        return frozenset(o.name for o in self.declared)
+
+    @property
+    def required(self) -> frozenset[str]:
+        return frozenset(o.name for o in self.declared if o.required)
+
+    def option(self, name: str) -> RuleOption:
+        return next(o for o in self.declared if o.name == name)
 
 
 @dataclass(frozen=True)
@@ -70,6 +140,12 @@ class RuleCall:
     n: int
     options: Mapping[str, Any]
     user_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def sent_options(self) -> list[tuple[RuleOption, Any]]:
+        """The declared options this call has a value for (defaults filled
+        in), in declaration order: what the stores are sent."""
+        given = [(o, self.options.get(o.name)) for o in self.rule.declared]
+        return [(o, value) for o, value in given if value is not None]
 
 
 @dataclass(frozen=True)
@@ -116,17 +192,6 @@ def check_weights(value: Any, n: int) -> tuple[float, ...]:
     return tuple(float(x) for x in w)
 
 
-# Every option any rule takes, with its check: (value, n) -> normalised value.
-OPTION_CHECKS: Mapping[str, Callable[[object, int], object]] = MappingProxyType(
-    {
-        "f": lambda v, n: check_int("f", v, 0),
-        "b": lambda v, n: check_int("b", v, 0),
-        "m": lambda v, n: check_int("m", v, 1),
-        "weights": check_weights,
-    }
-)
-
-
 def _accepts(rule: Rule) -> str:
     if not rule.options:
         return f"{rule.name} takes no options"
@@ -148,7 +213,7 @@ def check_call(rule: Rule, n: int, options: Options) -> RuleCall:
     missing = sorted(rule.required - given.keys())
     if missing:
         raise AggregationError(f"rule {rule.name} needs option {missing[0]}")
-    user = {name: OPTION_CHECKS[name](value, n) for name, value in given.items()}
+    user = {name: rule.option(name).parse(value, n) for name, value in given.items()}
     if n < 1:
         raise AggregationError(f"{rule.name} needs at least one input; got 0")
     if rule.max_inputs is not None and n > rule.max_inputs:
@@ -161,8 +226,19 @@ def check_call(rule: Rule, n: int, options: Options) -> RuleCall:
         raise AggregationError(
             f"{rule.name} needs at least {rule.min_inputs(user)} inputs; got {n}"
         )
-    full = dict(rule.complete(n, user) if rule.complete is not None else user)
+    full = _with_defaults(rule, n, user)
+    if rule.complete is not None:
+        full = dict(rule.complete(n, full))
     return RuleCall(rule, n, MappingProxyType(full), MappingProxyType(user))
+
+
+def _with_defaults(rule: Rule, n: int, user: Options) -> dict[str, Any]:
+    """The options given, and the declared default of each one not given."""
+    full = dict(user)
+    for option in rule.declared:
+        if option.name not in full and option.default is not None:
+            full[option.name] = option.default(n, user)
+    return full
 
 
 # ---- data checks ----
@@ -202,13 +278,14 @@ def check_inputs(inputs: Sequence[np.ndarray], names: Sequence[str] | None) -> N
 
 def run_rule(call: RuleCall, inputs: Sequence[np.ndarray]) -> AggregateOutput:
     """Runs a checked call on checked inputs: stacks them as a read-only
-    float64 (n, d) matrix, applies the rule and rounds once to the inputs'
-    dtype and shape."""
+    float64 (n, d) matrix, computes the statistics the rule needs, applies
+    the rule and rounds once to the inputs' dtype and shape."""
     first = inputs[0]
     stacked = np.stack([np.asarray(x, dtype=np.float64).reshape(-1) for x in inputs])
     stacked.flags.writeable = False
     with np.errstate(over="ignore", invalid="ignore"):
-        value, selected = call.rule.fn(stacked, call.options)
+        stats = {stat: COMPUTE[stat](stacked) for stat in call.rule.needs}
+        value, selected = call.rule.fn(stacked, call.options, stats)
         out = np.asarray(value, dtype=np.float64).astype(first.dtype).reshape(first.shape)
     if not np.isfinite(out).all():
         raise AggregationError(

@@ -6,37 +6,34 @@ Each input's score is the sum of its squared Euclidean distances to its
 n - f - 2 nearest other inputs. Multi-Krum averages the m best-scored
 inputs (ordered by score, ties by index, and summed in that order); Krum is
 Multi-Krum with m = 1 and returns the best input itself. Both tolerate f
-Byzantine inputs when n >= 2f + 3.
+Byzantine inputs when n >= 2f + 3 (min_inputs).
 
-Distances are computed from differences, so identical inputs are exactly 0
-apart. Pairwise distances cost n^2 memory, so n is capped at MAX_INPUTS.
+The distances are the whole-vector statistic PAIRWISE_SQUARED_DISTANCES,
+given to the rule (see statistics.py). They cost n^2 memory, so n is capped
+at MAX_INPUTS.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from spirtd.aggregation.base import Options, Rule, Selection
+from spirtd.aggregation.base import Options, OptionType, Rule, RuleOption, Selection, Statistics
 from spirtd.aggregation.mean import mean_of_rows
+from spirtd.aggregation.statistics import Statistic
 from spirtd.errors import AggregationError
 
 # Every pair of inputs is compared; beyond this Krum is the wrong tool
 # (the native module has the same limit).
 MAX_INPUTS = 1024
-# Elements of differences held at once while computing distances.
-DIST_BLOCK_ELEMS = 1 << 22
 
 
-def squared_distances(x: np.ndarray) -> np.ndarray:
-    """(n, n) matrix of sum((x_i - x_j) ** 2), symmetric, zero diagonal."""
-    n, d = x.shape
-    dist = np.zeros((n, n))
-    cols = max(1, DIST_BLOCK_ELEMS // max(n, 1))
-    for i in range(n - 1):
-        for c in range(0, d, cols):
-            diff = x[i + 1 :, c : c + cols] - x[i, c : c + cols]
-            dist[i, i + 1 :] += np.einsum("ij,ij->i", diff, diff)
-    return dist + dist.T
+def min_inputs(f: int) -> int:
+    """The paper's bound: Krum tolerates f Byzantine inputs out of n when
+    n >= 2f + 3, that is n - f - 2 > f: each score sums more distances than
+    there are faulty inputs, so at least one to an honest input. The native
+    module and the TorchScript each have the same function; tests check
+    that they agree with this one."""
+    return 2 * f + 3
 
 
 def scores(dist: np.ndarray, f: int) -> np.ndarray:
@@ -49,8 +46,10 @@ def scores(dist: np.ndarray, f: int) -> np.ndarray:
     return np.cumsum(nearest, axis=1)[:, -1]
 
 
-def select(x: np.ndarray, f: int, m: int, rule: str) -> tuple[np.ndarray, Selection]:
-    dist = squared_distances(x)
+def select(
+    x: np.ndarray, dist: np.ndarray, f: int, m: int, rule: str
+) -> tuple[np.ndarray, Selection]:
+    """The mean of the m best-scored rows of x, and their indices, best first."""
     if not np.isfinite(dist).all():
         raise AggregationError(
             f"{rule} overflowed: distances between inputs are not finite although every input is"
@@ -60,12 +59,13 @@ def select(x: np.ndarray, f: int, m: int, rule: str) -> tuple[np.ndarray, Select
     return mean_of_rows(x, order), tuple(order)
 
 
-def krum(x: np.ndarray, options: Options) -> tuple[np.ndarray, Selection]:
-    return select(x, options["f"], 1, "krum")
+def krum(x: np.ndarray, options: Options, stats: Statistics) -> tuple[np.ndarray, Selection]:
+    return select(x, stats[Statistic.PAIRWISE_SQUARED_DISTANCES], options["f"], 1, "krum")
 
 
-def multikrum(x: np.ndarray, options: Options) -> tuple[np.ndarray, Selection]:
-    return select(x, options["f"], options["m"], "multikrum")
+def multikrum(x: np.ndarray, options: Options, stats: Statistics) -> tuple[np.ndarray, Selection]:
+    dist = stats[Statistic.PAIRWISE_SQUARED_DISTANCES]
+    return select(x, dist, options["f"], options["m"], "multikrum")
 
 
 def _too_few(rule: str):
@@ -73,7 +73,7 @@ def _too_few(rule: str):
         f = options["f"]
         return (
             f"{rule} tolerates f faulty inputs only with n >= 2f+3: f={f} needs at least "
-            f"{2 * f + 3} inputs, got {n}"
+            f"{min_inputs(f)} inputs, got {n}"
         )
 
     return message
@@ -84,41 +84,47 @@ def _complete_krum(n: int, options: Options) -> Options:
 
 
 def _complete_multikrum(n: int, options: Options) -> Options:
-    f = options["f"]
-    m = options.get("m", n - f)
+    f, m = options["f"], options["m"]
     if m > n - f:
         raise AggregationError(
             f"multikrum averages m of the n-f best-scored inputs: m={m} is more than n-f={n - f}"
         )
-    return {**options, "m": m}
+    return options
 
 
-def _min_inputs(options: Options) -> int:
-    return 2 * options["f"] + 3
-
+F = RuleOption("f", OptionType.COUNT, "faulty inputs tolerated; needs n >= 2f+3", required=True)
+M = RuleOption(
+    "m",
+    OptionType.COUNT,
+    "best-scored inputs averaged, at most n - f",
+    minimum=1,
+    default=lambda n, options: n - options["f"],
+)
+# What Krum and Multi-Krum share: the bound, the cap and the statistic.
+_KRUM_KIND = dict(
+    needs=frozenset({Statistic.PAIRWISE_SQUARED_DISTANCES}),
+    selects=True,
+    min_inputs=lambda options: min_inputs(options["f"]),
+    max_inputs=MAX_INPUTS,
+    max_reason="compares every pair of inputs",
+)
 
 RULE_KRUM = Rule(
     name="krum",
     summary="the input closest to its n-f-2 nearest neighbours; tolerates f faulty with n >= 2f+3",
     fn=krum,
-    options=frozenset({"f"}),
-    required=frozenset({"f"}),
-    min_inputs=_min_inputs,
-    max_inputs=MAX_INPUTS,
+    declared=(F,),
     too_few=_too_few("krum"),
-    max_reason="compares every pair of inputs",
     complete=_complete_krum,
+    **_KRUM_KIND,
 )
 
 RULE_MULTIKRUM = Rule(
     name="multikrum",
     summary="mean of the m best Krum-scored inputs; tolerates f faulty with n >= 2f+3",
     fn=multikrum,
-    options=frozenset({"f", "m"}),
-    required=frozenset({"f"}),
-    min_inputs=_min_inputs,
-    max_inputs=MAX_INPUTS,
+    declared=(F, M),
     too_few=_too_few("multikrum"),
-    max_reason="compares every pair of inputs",
     complete=_complete_multikrum,
+    **_KRUM_KIND,
 )

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from spirtd.aggregation.base import Options, Rule, Selection
+from spirtd.aggregation.base import Options, OptionType, Rule, RuleOption, Selection, Statistics
 
 
 def mean_of_rows(x: np.ndarray, order: Sequence[int]) -> np.ndarray:
@@ -37,7 +37,7 @@ def weighted_mean(x: np.ndarray, weights: Sequence[float]) -> np.ndarray:
     return acc * (1.0 / total)
 
 
-def mean(x: np.ndarray, options: Options) -> tuple[np.ndarray, Selection]:
+def mean(x: np.ndarray, options: Options, stats: Statistics) -> tuple[np.ndarray, Selection]:
     weights = options.get("weights")
     if weights is not None:
         return weighted_mean(x, weights), None
@@ -48,5 +48,12 @@ RULE = Rule(
     name="mean",
     summary="coordinate-wise (optionally weighted) average; not robust to faulty inputs",
     fn=mean,
-    options=frozenset({"weights"}),
+    declared=(
+        RuleOption(
+            "weights",
+            OptionType.WEIGHTS,
+            "one weight per input (the runner gives each gradient's sample count)",
+            in_spec=False,
+        ),
+    ),
 )

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from spirtd.aggregation.base import Options, Rule, Selection
+from spirtd.aggregation.base import Options, Rule, Selection, Statistics
 
 
-def median(x: np.ndarray, options: Options) -> tuple[np.ndarray, Selection]:
+def median(x: np.ndarray, options: Options, stats: Statistics) -> tuple[np.ndarray, Selection]:
     n = x.shape[0]
     mid = (n - 1) // 2
     if n % 2:

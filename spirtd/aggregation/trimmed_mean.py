@@ -17,10 +17,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from spirtd.aggregation.base import Options, Rule, Selection
+from spirtd.aggregation.base import Options, OptionType, Rule, RuleOption, Selection, Statistics
 
 
-def trimmed_mean(x: np.ndarray, options: Options) -> tuple[np.ndarray, Selection]:
+def min_inputs(b: int) -> int:
+    """Dropping b values at each end leaves at least one: n >= 2b + 1."""
+    return 2 * b + 1
+
+
+def trimmed_mean(
+    x: np.ndarray, options: Options, stats: Statistics
+) -> tuple[np.ndarray, Selection]:
     b = options["b"]
     n = x.shape[0]
     ordered = np.sort(x, axis=0) if b > 0 else x
@@ -34,7 +41,7 @@ def _too_few(options: Options, n: int) -> str:
     b = options["b"]
     return (
         f"trimmed_mean drops b={b} values at each end, so it needs more than "
-        f"2b={2 * b} inputs; got {n}"
+        f"2b={min_inputs(b) - 1} inputs; got {n}"
     )
 
 
@@ -42,8 +49,10 @@ RULE = Rule(
     name="trimmed_mean",
     summary="coordinate-wise mean after dropping the b smallest and b largest values",
     fn=trimmed_mean,
-    options=frozenset({"b"}),
-    required=frozenset({"b"}),
-    min_inputs=lambda options: 2 * options["b"] + 1,
+    declared=(
+        RuleOption("b", OptionType.COUNT, "values dropped at each end of every coordinate",
+                   required=True),
+    ),
+    min_inputs=lambda options: min_inputs(options["b"]),
     too_few=_too_few,
 )

@@ -20,7 +20,8 @@ import asyncio
 import logging
 from typing import Any, Awaitable, Callable, Protocol
 
-from spirtd.aggregation import validate_call
+from spirtd.aggregation import RULES, validate_call
+from spirtd.aggregation.base import OptionType
 from spirtd.clock import Clock, clock_timeout
 from spirtd.errors import AggregationError, RoundFailed, SpirtError, StoreRestarted
 from spirtd.jobs.jobstate import JobPhase, Progress, RoundReport, evaluation_due, minibatches_of_round
@@ -186,14 +187,15 @@ class JobRunner:
         return grads, results, retried, len(failures)
 
     async def _aggregate(self, r: int, grads: list[str], weights: list[float]) -> None:
+        rule = self.spec.aggregation.rule
         options: dict[str, Any] = dict(self.spec.aggregation.options())
-        if self.spec.aggregation.rule == "mean":
-            options["weights"] = weights
+        # A rule that weights its inputs weights gradients by their samples.
+        options.update({o.name: weights for o in RULES[rule].declared if o.type is OptionType.WEIGHTS})
         try:
-            validate_call(self.spec.aggregation.rule, len(grads), options)
+            validate_call(rule, len(grads), options)
         except AggregationError as exc:
             raise RoundFailed(f"round {r} has {len(grads)} gradients after dropping failed minibatches: {exc}") from exc
-        await self._store.aggregate(self.keys.aggregate(r), self.spec.aggregation.rule, grads, **options)
+        await self._store.aggregate(self.keys.aggregate(r), rule, grads, **options)
 
     async def _update(self, r: int) -> None:
         cfg = self.spec.optimizer.config()

@@ -39,7 +39,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
-from spirtd.aggregation import validate_call
+from spirtd.aggregation import validate_spec
 from spirtd.errors import AggregationError, ConfigError
 from spirtd.machine import memory_mb as machine_memory_mb
 from spirtd.ml.tasks import WorkSpec
@@ -139,13 +139,26 @@ class OptimizerSpec:
 
 @dataclass(frozen=True)
 class AggregationSpec:
-    rule: str = "mean"
-    f: int | None = None
-    m: int | None = None
-    b: int | None = None
+    """A rule of spirtd.aggregation.RULES and the options the spec gives it,
+    written next to the rule in [aggregation] (rule = "krum", f = 1); they
+    are checked against the rule's declarations once the minibatches per
+    round are known (_check_tables)."""
 
-    def options(self) -> dict[str, int]:
-        return {k: v for k, v in (("f", self.f), ("m", self.m), ("b", self.b)) if v is not None}
+    rule: str = "mean"
+    given: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, values: Any) -> "AggregationSpec":
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"[aggregation] must be a table, got {values!r}")
+        given = {k: v for k, v in values.items() if k != "rule" and v is not None}
+        return cls(values.get("rule", "mean"), given)
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.given)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, **self.given}
 
 
 @dataclass(frozen=True)
@@ -206,7 +219,7 @@ class JobSpec:
         out["model"] = self.model.to_dict()
         out["dataset"] = self.dataset.to_dict()
         out["optimizer"]["betas"] = list(self.optimizer.betas)
-        out["aggregation"] = {k: v for k, v in out["aggregation"].items() if v is not None}
+        out["aggregation"] = self.aggregation.to_dict()
         return {k: v for k, v in out.items() if v is not None}
 
     def to_json(self) -> str:
@@ -225,7 +238,7 @@ class JobSpec:
                           max_attempts=self.limits.max_attempts)  # fmt: skip
 
 
-_TABLES = {"optimizer": OptimizerSpec, "aggregation": AggregationSpec, "limits": LimitsSpec, "workers": WorkersSpec}
+_TABLES = {"optimizer": OptimizerSpec, "limits": LimitsSpec, "workers": WorkersSpec}
 _TOP = {f.name for f in fields(JobSpec)}
 
 
@@ -255,7 +268,7 @@ def _check_tables(spec: JobSpec) -> None:
         raise ConfigError(f"workers mode must be warm or cold, not {_shown(spec.workers.mode)}")
     _positive_int(spec.workers.concurrency, "workers concurrency", maximum=MAX_CONCURRENCY)
     try:
-        validate_call(spec.aggregation.rule, spec.minibatches_per_round, spec.aggregation.options())
+        validate_spec(spec.aggregation.rule, spec.minibatches_per_round, spec.aggregation.options())
     except AggregationError as exc:
         raise ConfigError(f"[aggregation] with {spec.minibatches_per_round} minibatches per round: {exc}") from exc
 
@@ -275,6 +288,8 @@ def from_dict(values: Mapping[str, Any]) -> JobSpec:
     for key, cls in _TABLES.items():
         if key in values:
             kwargs[key] = _table(cls, values[key], key)
+    if "aggregation" in values:
+        kwargs["aggregation"] = AggregationSpec.parse(values["aggregation"])
     if "optimizer" in values and isinstance(values["optimizer"].get("betas"), list):
         kwargs["optimizer"] = OptimizerSpec(**{**values["optimizer"], "betas": tuple(values["optimizer"]["betas"])})
     spec = JobSpec(**kwargs)

@@ -28,14 +28,12 @@ def parse_meta(reply: list) -> TensorMeta:
 
 
 def aggregate_args(dst: str, call: RuleCall, inputs: Sequence[str]) -> list[object]:
-    """SPIRT.AGGREGATE's arguments for a validated rule call."""
+    """SPIRT.AGGREGATE's arguments for a validated rule call: each option the
+    rule declares and the call has (defaults filled in), as its keyword and
+    values."""
     args: list[object] = ["SPIRT.AGGREGATE", dst, call.rule.name, "INPUTS", len(inputs), *inputs]
-    opts = call.options
-    if opts.get("weights") is not None and "weights" in call.rule.options:
-        args += ["WEIGHTS", *(repr(float(w)) for w in opts["weights"])]
-    for name in ("f", "m", "b"):
-        if name in call.rule.options and opts.get(name) is not None:
-            args += [name.upper(), int(opts[name])]
+    for option, value in call.sent_options():
+        args += [option.wire, *option.wire_values(value)]
     return args
 
 

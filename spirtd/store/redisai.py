@@ -24,7 +24,7 @@ from typing import Sequence
 
 from redis.exceptions import ResponseError
 
-from spirtd.aggregation import RuleCall
+from spirtd.aggregation import RULES, RuleCall
 from spirtd.errors import AggregationError, BackendUnsupported, InvalidTensor, StoreError, TensorNotFound, WrongType
 from spirtd.optim import AdamConfig, SgdConfig
 from spirtd.store import redisai_scripts
@@ -43,13 +43,8 @@ KEY_MISSING = "tensor key is empty"
 TENSOR_TYPE = "AI_TENSOR"
 ADAM_STATE_ORDER = ("exp_avg", "exp_avg_sq", "step")
 
-ENTRY_POINT = {
-    "mean": "spirt_mean",
-    "median": "spirt_median",
-    "trimmed_mean": "spirt_trimmed_mean",
-    "krum": "spirt_krum",
-    "multikrum": "spirt_krum",
-}
+# The entry point of every rule of the registry.
+ENTRY_POINT = {name: redisai_scripts.entry_point(rule) for name, rule in RULES.items()}
 
 # Splices bytes into a tensor inside the database: RedisAI cannot write part
 # of a tensor, so the tensor is rebuilt there rather than pulled out.
@@ -127,15 +122,9 @@ def scriptexecute_args(
 
 
 def rule_args(call: RuleCall) -> list[str]:
-    name, opts = call.rule.name, call.options
-    if name == "mean":
-        weights = opts.get("weights")
-        return [repr(float(w)) for w in weights] if weights is not None else []
-    if name == "trimmed_mean":
-        return [str(int(opts["b"]))]
-    if name in ("krum", "multikrum"):
-        return [str(int(opts["f"])), str(int(opts.get("m", 1)))]
-    return []
+    """A rule's ARGS: the options it declares, in order, that the call has
+    (defaults filled in), as strings."""
+    return [text for option, value in call.sent_options() for text in option.wire_values(value)]
 
 
 def _flag(value: bool) -> str:
@@ -240,7 +229,7 @@ class RedisAIStore(NativeStore):
         self, dst: str, call: RuleCall, inputs: list[str]
     ) -> tuple[int, ...] | None:
         fn = ENTRY_POINT[call.rule.name]
-        if fn != "spirt_krum":
+        if not call.rule.selects:
             await self._execute(fn, inputs, [dst], rule_args(call), aggregation=True)
             return None
         selected_key = dst + SELECTED_SUFFIX

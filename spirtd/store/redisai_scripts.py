@@ -1,11 +1,11 @@
 """TorchScript versions of spirtd.aggregation and spirtd.optim, for a real
 RedisAI (the "redisai" backend). No I/O here: the backend stores SCRIPT with
 
-    AI.SCRIPTSTORE key CPU ENTRY_POINTS 6 spirt_mean ... SOURCE <SCRIPT>
+    AI.SCRIPTSTORE key CPU ENTRY_POINTS 7 spirt_mean ... SOURCE <SCRIPT>
 
 and runs an entry point with
 
-    AI.SCRIPTEXECUTE key spirt_krum KEYS n k... INPUTS n k... ARGS 2 f m OUTPUTS 2 dst sel
+    AI.SCRIPTEXECUTE key spirt_multikrum KEYS n k... INPUTS n k... ARGS 2 f m OUTPUTS 2 dst sel
 
 Every entry point is def name(tensors: List[Tensor], keys: List[str],
 args: List[str]); keys[i] names tensors[i] in error messages (so KEYS must
@@ -13,6 +13,12 @@ list the inputs first, in INPUTS order; where keys run out, messages give
 the index), args arrive as strings. The math is the numpy references' step
 for step: float64 throughout, one rounding to the inputs' dtype at the end.
 Every float input is checked to be finite.
+
+Every rule of spirtd.aggregation.RULES has one entry point, spirt_<rule>
+(entry_point), whose args are the rule's declared options in order, each
+as RuleOption.wire_values writes it; an option the call leaves out is left
+out of args (only the last ones can be). A bound on f is one function here,
+as in the numpy rule and the native module (tests compare the three).
 
 Written for RedisAI's own TorchScript compiler, which is stricter than
 Python's torch.jit: `torch` names built-in operators only, so dtypes are
@@ -24,8 +30,10 @@ tests/store compiles this with a real AI.SCRIPTSTORE as well as torch.jit.
     spirt_mean(inputs; args [] or n weights)            -> [mean]
     spirt_median(inputs; args [])                       -> [median]
     spirt_trimmed_mean(inputs; args [b])                -> [trimmed mean]
-    spirt_krum(inputs; args [f, m] or [f] for m = n-f)  -> [mean of chosen, chosen]
-                                     (Krum is m = 1; chosen: int64, best first)
+    spirt_krum(inputs; args [f])                        -> [chosen input, [its index]]
+    spirt_multikrum(inputs; args [f, m] or [f] for m = n-f)
+                                                        -> [mean of chosen, chosen]
+                                     (chosen: int64, best first)
     spirt_sgd([param, grad(, buf)]; args [lr, momentum, dampening, nesterov 0/1,
               weight_decay, maximize 0/1])              -> [param] or [param, buf]
     spirt_adam([param, grad, exp_avg, exp_avg_sq, step (int64 [1])];
@@ -37,6 +45,7 @@ tests/store compiles this with a real AI.SCRIPTSTORE as well as torch.jit.
 
 from __future__ import annotations
 
+from spirtd.aggregation import RULES, Rule
 from spirtd.aggregation.krum import MAX_INPUTS as KRUM_MAX_INPUTS
 
 # torch's ScalarType codes, which TorchScript takes wherever a dtype goes.
@@ -48,11 +57,16 @@ MEAN_PIECE = 65536
 # What RedisAI puts before the message of a failed assert.
 ASSERTION_PREFIX = "AssertionError: "
 
+
+
+def entry_point(rule: Rule) -> str:
+    """The TorchScript function that runs a rule."""
+    return "spirt_" + rule.name
+
+
+# One entry point per rule of the registry, then the optimizer steps.
 ENTRY_POINTS: tuple[str, ...] = (
-    "spirt_mean",
-    "spirt_median",
-    "spirt_trimmed_mean",
-    "spirt_krum",
+    *(entry_point(rule) for rule in RULES.values()),
     "spirt_sgd",
     "spirt_adam",
 )
@@ -239,13 +253,19 @@ def spirt_median(tensors: List[Tensor], keys: List[str], args: List[str]):
     return [_finish((s[mid] + s[mid + 1]) * 0.5, tensors[0], "median")]
 
 
+def _trimmed_mean_min_inputs(b: int) -> int:
+    # spirtd.aggregation.trimmed_mean.min_inputs
+    return 2 * b + 1
+
+
 def spirt_trimmed_mean(tensors: List[Tensor], keys: List[str], args: List[str]):
     _check_count(args, [1], "trimmed_mean")
     b = _int(args, 0, "b", 0)
     n = len(tensors)
-    if n <= 2 * b:
+    if n < _trimmed_mean_min_inputs(b):
         assert False, ("trimmed_mean drops b=" + str(b) + " values at each end, so it needs "
-                         + "more than 2b=" + str(2 * b) + " inputs; got " + str(n))
+                         + "more than 2b=" + str(_trimmed_mean_min_inputs(b) - 1)
+                         + " inputs; got " + str(n))
     s = _stack(tensors, keys)
     if b > 0:
         s = torch.sort(s, dim=0).values
@@ -255,31 +275,36 @@ def spirt_trimmed_mean(tensors: List[Tensor], keys: List[str], args: List[str]):
     return [_finish(acc / (n - 2 * b), tensors[0], "trimmed_mean")]
 
 
-def spirt_krum(tensors: List[Tensor], keys: List[str], args: List[str]):
-    _check_count(args, [1, 2], "krum")
-    f = _int(args, 0, "f", 0)
-    n = len(tensors)
-    m = n - f
-    if len(args) == 2:
-        m = _int(args, 1, "m", 1)
-    rule = "multikrum"
-    if m == 1:
-        rule = "krum"
+def _krum_min_inputs(f: int) -> int:
+    # spirtd.aggregation.krum.min_inputs: n >= 2f + 3
+    return 2 * f + 3
+
+
+def _check_krum_inputs(n: int, f: int, rule: str):
     if n > KRUM_MAX_INPUTS:
         assert False, (rule + " compares every pair of inputs and takes at most "
                          + str(KRUM_MAX_INPUTS) + "; got " + str(n))
-    if n < 2 * f + 3:
+    if n < _krum_min_inputs(f):
         assert False, (rule + " tolerates f faulty inputs only with n >= 2f+3: f=" + str(f)
-                         + " needs at least " + str(2 * f + 3) + " inputs, got " + str(n))
-    if m > n - f:
-        assert False, ("multikrum averages m of the n-f best-scored inputs: m=" + str(m)
-                         + " is more than n-f=" + str(n - f))
-    x = _stack(tensors, keys)
+                         + " needs at least " + str(_krum_min_inputs(f)) + " inputs, got "
+                         + str(n))
+
+
+def _pairwise_squared_distances(x: Tensor) -> Tensor:
+    # the statistic PAIRWISE_SQUARED_DISTANCES (spirtd.aggregation.statistics)
+    n = x.size(0)
     dist = torch.zeros([n, n], dtype=FLOAT64)
     for i in range(n - 1):
         diff = x[i + 1:] - x[i]
         dist[i, i + 1:] = (diff * diff).sum(dim=1)
-    dist = dist + dist.t()
+    return dist + dist.t()
+
+
+def _krum_select(tensors: List[Tensor], keys: List[str], f: int, m: int, rule: str):
+    # [mean of the m best-scored inputs, their indices best first]
+    n = len(tensors)
+    x = _stack(tensors, keys)
+    dist = _pairwise_squared_distances(x)
     if not bool(torch.isfinite(dist).all()):
         assert False, (rule + " overflowed: distances between inputs are not finite "
                          + "although every input is")
@@ -289,6 +314,27 @@ def spirt_krum(tensors: List[Tensor], keys: List[str], args: List[str]):
     chosen = torch.sort(scores, stable=True).indices[:m]
     order: List[int] = chosen.tolist()
     return [_finish(_mean_rows(x, order), tensors[0], rule), chosen.to(INT64)]
+
+
+def spirt_krum(tensors: List[Tensor], keys: List[str], args: List[str]):
+    _check_count(args, [1], "krum")
+    f = _int(args, 0, "f", 0)
+    _check_krum_inputs(len(tensors), f, "krum")
+    return _krum_select(tensors, keys, f, 1, "krum")
+
+
+def spirt_multikrum(tensors: List[Tensor], keys: List[str], args: List[str]):
+    _check_count(args, [1, 2], "multikrum")
+    f = _int(args, 0, "f", 0)
+    n = len(tensors)
+    m = n - f
+    if len(args) == 2:
+        m = _int(args, 1, "m", 1)
+    _check_krum_inputs(n, f, "multikrum")
+    if m > n - f:
+        assert False, ("multikrum averages m of the n-f best-scored inputs: m=" + str(m)
+                         + " is more than n-f=" + str(n - f))
+    return _krum_select(tensors, keys, f, m, "multikrum")
 """
 
 _OPTIM = """

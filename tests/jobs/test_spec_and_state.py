@@ -47,6 +47,15 @@ concurrency = 4
     assert spec.aggregation.options() == {"b": 1} and spec.workers.mode == "cold"
 
 
+def test_spec_aggregation_options_sit_next_to_the_rule_and_round_trip():
+    spec = parse('model = "mlp"\ndataset = "digits"\nbatch_size = 8\nminibatches_per_round = 7\nrounds = 2\n'
+                 '[aggregation]\nrule = "multikrum"\nf = 2\nm = 3\n')
+    assert spec.aggregation.rule == "multikrum" and spec.aggregation.options() == {"f": 2, "m": 3}
+    assert spec.to_dict()["aggregation"] == {"rule": "multikrum", "f": 2, "m": 3}
+    assert from_dict(spec.to_dict()) == spec and parse(spec.to_json()) == spec
+    assert from_dict({**BASE, "aggregation": {"rule": "trimmed_mean", "b": 1, "f": None}}).aggregation.options() == {"b": 1}
+
+
 def test_spec_from_json_round_trips():
     spec = parse('{"model": "lenet", "dataset": "digits", "batch_size": 8, "minibatches_per_round": 2, '
                  '"rounds": 3, "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.9, "nesterov": true}}')
@@ -71,6 +80,12 @@ def test_spec_from_json_round_trips():
         ({"patience": -2}, "patience"),
         ({"aggregation": {"rule": "krum", "f": 1}}, "krum tolerates f faulty inputs only with n >= 2f+3"),
         ({"aggregation": {"rule": "bogus"}}, "unknown aggregation rule 'bogus'"),
+        ({"aggregation": {"rule": "krum", "f": 0, "g": 1}}, "rule krum has no option 'g'; its options: f"),
+        ({"aggregation": {"rule": "median", "b": 1}}, "rule median has no option 'b'; its options: none"),
+        ({"aggregation": {"rule": "mean", "weights": [1, 1, 1, 1]}}, "option 'weights' of rule mean is not set in a job spec"),
+        ({"aggregation": {"rule": "trimmed_mean", "b": "1"}}, "option b must be an integer, got '1'"),
+        ({"aggregation": {"rule": "multikrum", "f": 0, "m": 5}}, "m=5 is more than n-f=4"),
+        ({"aggregation": "krum"}, "[aggregation] must be a table"),
         ({"workers": {"mode": "lukewarm"}}, "workers mode must be warm or cold"),
         ({"workers": {"concurrency": 0}}, "workers concurrency"),
         ({"limits": {"invocation_timeout_s": 0}}, "invocation_timeout_s"),

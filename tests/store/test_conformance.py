@@ -17,6 +17,7 @@ from hypothesis.extra import numpy as hnp
 from spirtd import aggregation, optim
 from spirtd.errors import AggregationError, InvalidTensor, StoreError, TensorNotFound, WrongType
 from spirtd.store import DType, TensorStore
+from tests.aggregation.rule_cases import RULE_CASES
 
 DTYPES = [np.float32, np.float64, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.bool_]
 EXAMPLES = settings(
@@ -215,26 +216,26 @@ def test_digest_is_sha256_of_the_bytes(stores, dtype):
 
 # ---- aggregation ----
 
-RULE_CASES = [
-    ("mean", {}, 1),
-    ("mean", {"weights": None}, 1),
-    ("median", {}, 1),
-    ("trimmed_mean", {"b": 1}, 3),
-    ("krum", {"f": 1}, 5),
-    ("multikrum", {"f": 1, "m": 2}, 5),
-]
+
+def test_the_rule_cases_cover_every_registered_rule():
+    """The parametrisation below comes from the registry; a hand-written
+    list in its place would have to name every rule too."""
+    assert {case.rule for case in RULE_CASES} == set(aggregation.RULES)
+    for name, rule in aggregation.RULES.items():
+        for option in rule.declared:
+            assert any(option.name in case.options() for case in RULE_CASES if case.rule == name)
 
 
+@pytest.mark.parametrize("case", RULE_CASES, ids=str)
 @EXAMPLES
 @given(data=st.data())
-def test_aggregate_matches_the_numpy_reference(computing_stores, data):
-    rule, options, min_n = data.draw(st.sampled_from(RULE_CASES))
-    n = data.draw(st.integers(min_n, min_n + 4))
+def test_aggregate_matches_the_numpy_reference(computing_stores, case, data):
+    rule = case.rule
+    n = data.draw(st.integers(case.min_inputs, case.min_inputs + 4))
     shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=40))
     dtype = data.draw(st.sampled_from([np.float32, np.float64]))
     inputs = data.draw(same_shape_floats(n, shape, dtype))
-    if "weights" in options:
-        options = {"weights": data.draw(st.lists(st.floats(0.1, 5), min_size=n, max_size=n))}
+    options = case.options(data.draw(st.lists(st.floats(0.1, 5), min_size=n, max_size=n)))
     keys = [f"in:{i}" for i in range(n)]
 
     async def body(store):

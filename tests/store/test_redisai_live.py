@@ -16,8 +16,9 @@ import redis
 from spirtd import aggregation, optim
 from spirtd.errors import AggregationError, InvalidTensor
 from spirtd.store import connect
-from spirtd.store.redisai import SCRIPT_KEY, RedisAIStore
+from spirtd.store.redisai import ENTRY_POINT, SCRIPT_KEY, RedisAIStore
 from spirtd.store.redisai_scripts import ENTRY_POINTS, SCRIPT
+from tests.aggregation.rule_cases import BOUND_CASES, script_args
 from tests.store.conftest import _flushed
 from tests.store.test_redisai_scripts import SCRIPT_ERRORS
 
@@ -142,3 +143,25 @@ def test_results_equal_the_numpy_references(live):
     worst = run(live, body)
     assert all(d == 0 for name, d in worst.items() if not (name.startswith("adam") and name.endswith("float64"))), worst
     assert all(d <= ADAM_FLOAT64_ULPS for name, d in worst.items()), worst
+
+
+@pytest.mark.parametrize("rule, counts", BOUND_CASES, ids=str)
+def test_redisai_accepts_exactly_the_python_bound(live, rule, counts):
+    """Each rule's script, run by RedisAI's own interpreter: n at the
+    Python bound is accepted, one fewer refused with the bound's message."""
+    n = aggregation.RULES[rule].min_inputs(counts)
+    keys = [f"x{k}" for k in range(n)]
+    outputs = ["out", "out:selected"][: 2 if aggregation.RULES[rule].selects else 1]
+
+    async def body(store: RedisAIStore):
+        for k, key in enumerate(keys):
+            await store.set(key, np.full(3, float(k), np.float32))
+        await store._execute(ENTRY_POINT[rule], keys, outputs, script_args(rule, counts), aggregation=True)
+        if n == 1:
+            return None
+        with pytest.raises(AggregationError) as info:
+            await store._execute(ENTRY_POINT[rule], keys[:-1], outputs, script_args(rule, counts), aggregation=True)
+        return str(info.value)
+
+    message = run(live, body)
+    assert n == 1 or (message.startswith(f"{rule} ") and message.endswith(f"got {n - 1}")), message

@@ -11,9 +11,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spirtd.aggregation import aggregate
+from spirtd.aggregation import RULES, aggregate, krum, trimmed_mean
 from spirtd.optim import AdamConfig, SgdConfig, adam_step, sgd_step
+from spirtd.store.redisai import ENTRY_POINT
 from spirtd.store.redisai_scripts import ENTRY_POINTS, SCRIPT
+from tests.aggregation.rule_cases import BOUND_CASES, BOUND_VALUES, script_args
 
 SETTINGS = settings(max_examples=15, deadline=None)
 # Scripts and references do the same float64 operations, but libtorch may
@@ -48,6 +50,7 @@ def test_script_has_every_entry_point_with_redisai_signature(cu):
         "spirt_median",
         "spirt_trimmed_mean",
         "spirt_krum",
+        "spirt_multikrum",
         "spirt_sgd",
         "spirt_adam",
     )
@@ -95,9 +98,11 @@ def test_scripts_aggregate_like_numpy(cu, seed, n, shape, dtype, weighted):
 def test_script_krum_like_numpy(cu, seed, f, extra, shape, dtype):
     n = 2 * f + 3 + extra
     inputs = random_inputs(seed, n, shape, dtype)
-    for args, rule, options in (([f, 1], "krum", {"f": f}), ([f], "multikrum", {"f": f}),
-                                ([f, 2], "multikrum", {"f": f, "m": 2})):  # fmt: skip
-        got, selected = run(cu, "spirt_krum", inputs, args)
+    for entry, args, rule, options in (("spirt_krum", [f], "krum", {"f": f}),
+                                       ("spirt_multikrum", [f, 1], "krum", {"f": f}),
+                                       ("spirt_multikrum", [f], "multikrum", {"f": f}),
+                                       ("spirt_multikrum", [f, 2], "multikrum", {"f": f, "m": 2})):  # fmt: skip
+        got, selected = run(cu, entry, inputs, args)
         want = aggregate(rule, inputs, **options)
         assert selected.dtype == np.int64 and tuple(selected.tolist()) == want.selected
         assert got.dtype == want.value.dtype
@@ -106,7 +111,9 @@ def test_script_krum_like_numpy(cu, seed, f, extra, shape, dtype):
 
 def test_script_krum_ties_pick_lowest_index(cu):
     inputs = [np.ones(3, np.float32)] * 5
-    _, selected = run(cu, "spirt_krum", inputs, [1, 1])
+    _, selected = run(cu, "spirt_krum", inputs, [1])
+    assert selected.tolist() == [0]
+    _, selected = run(cu, "spirt_multikrum", inputs, [1, 1])
     assert selected.tolist() == [0]
 
 
@@ -186,7 +193,8 @@ SCRIPT_ERRORS = [
     ("spirt_mean", [F, F, F, NAN], [], None,
      "input 'k:3' has a non-finite value at element 3; nothing was written"),
     ("spirt_median", [NAN], [], ["grad:3"], "input 'grad:3' has a non-finite value at element 3"),
-    ("spirt_krum", [F, F, F, NAN, F], ["1", "1"], None, "input 'k:3' has a non-finite value"),
+    ("spirt_krum", [F, F, F, NAN, F], ["1"], None, "input 'k:3' has a non-finite value"),
+    ("spirt_multikrum", [F, F, F, NAN, F], ["1", "1"], None, "input 'k:3' has a non-finite value"),
     ("spirt_trimmed_mean", [F, NAN, F], ["1"], None, "input 'k:1' has a non-finite value"),
     ("spirt_mean", [F, np.zeros(5, np.float32)], [], None,
      "input 'k:1' is float32 [5] but input 'k:0' is float32 [6]"),
@@ -203,15 +211,18 @@ SCRIPT_ERRORS = [
      "trimmed_mean drops b=2 values at each end, so it needs more than 2b=4 inputs; got 4"),
     ("spirt_trimmed_mean", [F] * 4, ["1.5"], None, "b must be an integer >= 0, got '1.5'"),
     ("spirt_median", [F], ["1"], None, "median takes [0] args; got 1"),
-    ("spirt_krum", [F] * 5, ["2", "1"], None,
+    ("spirt_krum", [F] * 5, ["2"], None,
      "krum tolerates f faulty inputs only with n >= 2f+3: f=2 needs at least 7 inputs, got 5"),
-    ("spirt_krum", [F] * 6, ["2"], None,
+    ("spirt_multikrum", [F] * 6, ["2"], None,
      "multikrum tolerates f faulty inputs only with n >= 2f+3: f=2 needs at least 7 inputs, got 6"),
-    ("spirt_krum", [F] * 7, ["2", "6"], None,
+    ("spirt_multikrum", [F] * 7, ["2", "6"], None,
      "multikrum averages m of the n-f best-scored inputs: m=6 is more than n-f=5"),
-    ("spirt_krum", [F] * 7, ["2", "0"], None, "m must be an integer >= 1, got 0"),
-    ("spirt_krum", [F] * 1025, ["1", "1"], None,
+    ("spirt_multikrum", [F] * 7, ["2", "0"], None, "m must be an integer >= 1, got 0"),
+    ("spirt_krum", [F] * 1025, ["1"], None,
      "krum compares every pair of inputs and takes at most 1024; got 1025"),
+    ("spirt_multikrum", [F] * 1025, ["1", "1"], None,
+     "multikrum compares every pair of inputs and takes at most 1024; got 1025"),
+    ("spirt_krum", [F] * 5, ["1", "1"], None, "krum takes [1] args; got 2"),
     ("spirt_sgd", [F, NAN], SGD, ["w", "g"],
      "gradient 'g' has a non-finite value at element 3; nothing was written"),
     ("spirt_sgd", [NAN, F], SGD, ["w", "g"], "parameter 'w' has a non-finite value at element 3"),
@@ -262,7 +273,8 @@ def test_script_messages_fall_back_to_indices_without_keys(cu):
 def test_scripts_do_not_modify_inputs(cu):
     inputs = random_inputs(7, 5, (3,), np.float32)
     tensors = [torch.from_numpy(x.copy()) for x in inputs]
-    cu.spirt_krum(tensors, [], ["1", "1"])
+    cu.spirt_krum(tensors, [], ["1"])
+    cu.spirt_multikrum(tensors, [], ["1", "2"])
     cu.spirt_trimmed_mean(tensors, [], ["1"])
     cu.spirt_sgd(tensors[:3], [], ["0.1", "0.9", "0", "1", "0.1", "1"])
     cu.spirt_adam(
@@ -288,3 +300,19 @@ def test_script_adam_starts_missing_state_at_zero(cu):
         got = run(cu, "spirt_adam", [param, g, *state], ADAM + [mask])
         for x, y in zip(got, full):
             np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("f", BOUND_VALUES)
+def test_script_bound_functions_are_the_python_ones(cu, f):
+    assert cu._krum_min_inputs(f) == krum.min_inputs(f)
+    assert cu._trimmed_mean_min_inputs(f) == trimmed_mean.min_inputs(f)
+
+
+@pytest.mark.parametrize("rule, counts", BOUND_CASES, ids=str)
+def test_scripts_accept_exactly_the_python_bound(cu, rule, counts):
+    n = RULES[rule].min_inputs(counts)
+    inputs = random_inputs(n, n, (3,), np.float32)
+    run(cu, ENTRY_POINT[rule], inputs, script_args(rule, counts))
+    if n > 1:
+        with pytest.raises((torch.jit.Error, RuntimeError), match=f"{rule} .*got {n - 1}$"):
+            run(cu, ENTRY_POINT[rule], inputs[:-1], script_args(rule, counts))
