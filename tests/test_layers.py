@@ -14,7 +14,7 @@ LAYERS = (
     ("clock", "files", "machine", "options", "logs"),
     ("aggregation", "optim", "security"),
     ("store", "rpc", "membership", "workers"),
-    ("ml",),
+    ("ml", "exchange"),
     ("jobs",),
     ("daemon",),
     ("cli",),
