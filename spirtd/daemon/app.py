@@ -118,6 +118,7 @@ class Daemon:
 
     async def _start(self) -> None:
         cfg = self.config
+        node_state.make_data_dir(Path(cfg.data_dir))
         self._saved, damaged = node_state.load_or_recover(Path(cfg.data_dir), self.clock.wall())
         if damaged:
             _log.error("%s; starting with incarnation %d", damaged, self._saved.incarnation)
