@@ -25,13 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import enum
 import logging
 import os
 import re
 import signal
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,6 +40,7 @@ from redis.backoff import NoBackoff
 
 from spirtd.clock import Clock, SystemClock
 from spirtd.errors import StoreUnavailable
+from spirtd.processes import describe_exit, die_with_parent
 from spirtd.store.server import PreparedServer, StoreServerConfig, prepare, remove_temporary_files
 
 # How much of redis.log an error message or a warning quotes.
@@ -53,28 +52,18 @@ _WARNING_LINE = re.compile(r"^\d+:[A-Z] .*? # (.*)$")
 _logger = logging.getLogger(__name__)
 
 
-_PR_SET_PDEATHSIG = 1
-
-
 def _die_with_parent() -> Callable[[], None] | None:
-    """A preexec function asking Linux to SIGTERM the child when this process
-    dies. Everything it needs is looked up here, before the fork, so that the
-    child runs no imports or allocations of Python's between fork and exec."""
-    if not sys.platform.startswith("linux"):
+    """A preexec function: the child gets SIGTERM when this process dies,
+    and exits at once if it has died already."""
+    arm = die_with_parent(signal.SIGTERM, os.getpid())
+    if arm is None:
         return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-    term = int(signal.SIGTERM)
 
-    def arm() -> None:
-        prctl(_PR_SET_PDEATHSIG, term, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
+    def preexec() -> None:
+        if not arm():
             os._exit(1)
 
-    return arm
+    return preexec
 
 
 class StoreState(enum.Enum):
@@ -95,17 +84,6 @@ _TRANSITIONS: dict[StoreState, frozenset[StoreState]] = {
     StoreState.CLOSED: frozenset(),
 }
 _SETTLED = frozenset({StoreState.NEW, StoreState.RUNNING, StoreState.CLOSING, StoreState.CLOSED})
-
-
-def describe_exit(returncode: int) -> str:
-    """'exited with code 1' or 'was killed by SIGKILL', from a returncode."""
-    if returncode >= 0:
-        return f"exited with code {returncode}"
-    try:
-        name = signal.Signals(-returncode).name
-    except ValueError:
-        name = f"signal {-returncode}"
-    return f"was killed by {name}"
 
 
 def read_log(path: Path, start: int = 0) -> list[str]:

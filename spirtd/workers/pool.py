@@ -44,7 +44,7 @@ import itertools
 import logging
 import os
 import sys
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -52,7 +52,9 @@ from typing import Any
 from spirtd.clock import Clock, clock_timeout
 from spirtd.errors import ConfigError, InvocationFailed, PoolClosed, ProtocolError, SpirtError, WorkerStartFailed
 from spirtd.workers import protocol
-from spirtd.workers.failures import AttemptFailure, FailureKind, describe_exit
+from spirtd.processes import describe_exit
+from spirtd.tasks import TaskSet
+from spirtd.workers.failures import AttemptFailure, FailureKind
 from spirtd.workers.fleet import CANCELLED, WorkerFleet
 from spirtd.workers.config import PoolConfig, PoolMode
 from spirtd.workers.process import Worker
@@ -153,12 +155,14 @@ class WorkerPool:
             argv += ["--data-limit-mb", str(config.data_limit_mb)]
         worker_env = dict(os.environ) if config.inherit_env else {}
         worker_env.update(env or {})
+        # Spawns run nothing once the pool is closing: aclose then stops and reaps
+        # every process itself.
+        self._tasks = TaskSet()
         self._fleet = WorkerFleet(
-            config, argv, worker_env, handler=handler, clock=clock, log=self._log, spawn=self._spawn
+            config, argv, worker_env, handler=handler, clock=clock, log=self._log, spawn=self._tasks.spawn
         )  # fmt: skip
         self._phase = PoolPhase.NEW
         self._group: asyncio.TaskGroup | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._slots: asyncio.Queue[_Slot] = asyncio.Queue()
         self._all_slots = [_Slot(i) for i in range(config.concurrency)]
         self._seq = itertools.count(1)
@@ -177,11 +181,12 @@ class WorkerPool:
         group = asyncio.TaskGroup()
         await group.__aenter__()
         self._group, self._phase = group, PoolPhase.RUNNING
+        self._tasks.open(group)
         try:
             if self._config.mode is PoolMode.WARM:
                 await self._fill_all()
             if self._config.memory_limit_mb is not None:
-                self._spawn(self._fleet.watch_memory(self._config.memory_limit_mb))
+                self._tasks.spawn(self._fleet.watch_memory(self._config.memory_limit_mb))
         except BaseException:
             await self.aclose()
             raise
@@ -202,8 +207,7 @@ class WorkerPool:
         self._phase = PoolPhase.CLOSED
         group, self._group = self._group, None
         try:
-            for task in list(self._tasks):
-                task.cancel()  # an invocation cancelled mid-call kills its worker
+            self._tasks.close()  # an invocation cancelled mid-call kills its worker
             if group is not None:
                 await group.__aexit__(None, None, None)
         finally:
@@ -225,7 +229,7 @@ class WorkerPool:
             line = protocol.encode(protocol.Invoke(seq=seq, request=request))
         except ProtocolError as exc:
             raise ConfigError(f"{what} cannot be sent to a worker: {exc}") from None
-        task = self._spawn(self._invoke(seq, line, what, request.get("id")))
+        task = self._tasks.spawn(self._invoke(seq, line, what, request.get("id")))
         if task is None:
             raise PoolClosed(f"the worker pool is {self._phase.value}")
         try:
@@ -366,7 +370,7 @@ class WorkerPool:
         """After an attempt that left the worker healthy: warm workers stay,
         cold ones are stopped in the background."""
         if self._config.mode is PoolMode.COLD:
-            self._spawn(self._fleet.stop(worker))
+            self._tasks.spawn(self._fleet.stop(worker))
 
     # -- warm workers --------------------------------------------------------
     async def _fill_all(self) -> None:
@@ -396,18 +400,7 @@ class WorkerPool:
         self._fleet.kill(worker, kind, reason)
         if self._config.mode is PoolMode.WARM:
             slot.worker = None
-            slot.replacing = self._spawn(self._replace(slot))
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | None:
-        """Runs coro in the pool's TaskGroup; not at all once the pool is
-        closing (aclose then stops and reaps every process itself)."""
-        if self._group is None:
-            coro.close()
-            return None
-        task = self._group.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+            slot.replacing = self._tasks.spawn(self._replace(slot))
 
 
 def describe_request(request: Any, seq: int) -> str:

@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 
 from spirtd.errors import ProtocolError, WorkerStartFailed
 from spirtd.workers import protocol
-from spirtd.workers.failures import FailureKind, describe_exit
+from spirtd.processes import describe_exit
+from spirtd.workers.failures import FailureKind
 
 
 class Worker:
