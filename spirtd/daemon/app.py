@@ -26,8 +26,9 @@ from spirtd.api.spirt.v1 import (
 from spirtd.clock import Clock, SystemClock
 from spirtd.daemon import node_state, training
 from spirtd.daemon.config import DaemonConfig, format_address, parse_address
-from spirtd.daemon.control import ControlService, NodeView, StateAges, unimplemented_gradient_exchange
-from spirtd.daemon.transport import GrpcTransport, HeartbeatService, MembershipService, RevocationSpreader
+from spirtd.daemon.control import ControlService, NodeView, StateAges
+from spirtd.daemon.exchange_service import UnimplementedGradientExchange
+from spirtd.daemon.membership_grpc import GrpcTransport, HeartbeatService, MembershipService, RevocationSpreader
 from spirtd.errors import ConfigError, MembershipError, SecurityError
 from spirtd.jobs.manager import JobManager
 from spirtd.membership.driver import MembershipDriver
@@ -224,7 +225,7 @@ class Daemon:
         membership_pb2_grpc.add_MembershipServicer_to_server(
             MembershipService(driver, self.guard, self.revocations), server
         )
-        gradients_pb2_grpc.add_GradientExchangeServicer_to_server(unimplemented_gradient_exchange(), server)
+        gradients_pb2_grpc.add_GradientExchangeServicer_to_server(UnimplementedGradientExchange(), server)
         view = NodeView(
             id=self.config.id,
             address=lambda: self.address,

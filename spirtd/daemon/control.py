@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import grpc
-
 from spirtd import __version__
 from spirtd.api.spirt.v1 import control_pb2, control_pb2_grpc
 from spirtd.clock import Clock
@@ -121,19 +119,3 @@ class ControlService(JobControl, control_pb2_grpc.ControlServicer):
 
     def _event(self, kind: int, member: Member) -> control_pb2.MembershipEvent:
         return control_pb2.MembershipEvent(kind=kind, member=self._info(member), time_unix=self._clock.wall())
-
-
-def unimplemented_gradient_exchange():
-    """GradientExchange is defined; serving it comes with multi-peer training.
-    Until then callers get UNIMPLEMENTED with a reason."""
-    from spirtd.api.spirt.v1 import gradients_pb2_grpc
-
-    class GradientExchange(gradients_pb2_grpc.GradientExchangeServicer):
-        async def FetchTensor(self, request, context):
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "gradient exchange is not served yet")
-            yield  # pragma: no cover
-
-        async def PushTensor(self, request_iterator, context):
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "gradient exchange is not served yet")
-
-    return GradientExchange()
