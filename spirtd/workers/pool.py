@@ -55,9 +55,9 @@ from spirtd.workers import protocol
 from spirtd.processes import describe_exit
 from spirtd.tasks import TaskSet
 from spirtd.workers.failures import AttemptFailure, FailureKind
-from spirtd.workers.fleet import CANCELLED, WorkerFleet
+from spirtd.workers.fleet import WorkerFleet
 from spirtd.workers.config import PoolConfig, PoolMode
-from spirtd.workers.process import Worker
+from spirtd.workers.process import EndKind, Worker, WorkerEnd
 from spirtd.workers.worker_main import check_handler_spec
 
 WORKER_MODULE = "spirtd.workers.worker_main"
@@ -96,8 +96,7 @@ class PoolStats:
     retries: int  # attempts after the first
     workers_started: int  # processes launched (ready or not)
     workers_stopped: int  # processes that exited when asked (stdin closed)
-    workers_lost: Mapping[str, int]  # processes that ended otherwise, by reason (FailureKind values,
-    #                                  "cancelled", "stop_grace_expired")
+    workers_lost: Mapping[str, int]  # processes that ended otherwise, by EndKind value
     live_workers: int  # processes not yet reaped
 
 
@@ -313,30 +312,30 @@ class WorkerPool:
         except TimeoutError:
             if not scope.expired():
                 raise
-            reason = f"worker {worker.pid} timed out after {timeout_s:g} s: killed"
-            self._lose(slot, worker, FailureKind.TIMED_OUT, reason)
-            return failed(FailureKind.TIMED_OUT, worker.pid, reason)
+            end = WorkerEnd(EndKind.TIMED_OUT, f"worker {worker.pid} timed out after {timeout_s:g} s: killed")
+            self._lose(slot, worker, end)
+            return failed(end.failure_kind, worker.pid, end.reason)
         except ProtocolError as exc:
-            reason = f"worker {worker.pid} broke the protocol ({exc}): killed"
-            self._lose(slot, worker, FailureKind.PROTOCOL_ERROR, reason)
-            return failed(FailureKind.PROTOCOL_ERROR, worker.pid, reason)
+            end = WorkerEnd(EndKind.PROTOCOL_ERROR, f"worker {worker.pid} broke the protocol ({exc}): killed")
+            self._lose(slot, worker, end)
+            return failed(end.failure_kind, worker.pid, end.reason)
         except BaseException:  # cancelled mid-call: what the worker does next is unknown
-            self._lose(slot, worker, CANCELLED, f"worker {worker.pid}: its invocation was cancelled: killed")
+            reason = f"worker {worker.pid}: its invocation was cancelled: killed"
+            self._lose(slot, worker, WorkerEnd(EndKind.CANCELLED, reason))
             raise
         run_s = self._clock.monotonic() - sent
         if reply is None:
-            crash = (FailureKind.CRASHED, f"worker {worker.pid} crashed: it {describe_exit(code)}")
-            kind, reason = worker.verdict or crash
-            self._lose(slot, worker, kind, reason)
-            return failed(kind, worker.pid, reason)
+            end = worker.end or WorkerEnd(EndKind.CRASHED, f"worker {worker.pid} crashed: it {describe_exit(code)}")
+            self._lose(slot, worker, end)
+            return failed(end.failure_kind, worker.pid, end.reason)
         if not reply.ok or reply.reply is None:
             if reply.error_type == "MemoryError":
-                reason = (
+                end = WorkerEnd(EndKind.OVER_MEMORY, (
                     f"worker {worker.pid} ran out of memory (the handler raised MemoryError at the "
                     f"RLIMIT_DATA backstop of {self._config.data_limit_mb} MB): killed"
-                )
-                self._lose(slot, worker, FailureKind.OVER_MEMORY, reason)
-                return failed(FailureKind.OVER_MEMORY, worker.pid, reason)
+                ))  # fmt: skip
+                self._lose(slot, worker, end)
+                return failed(end.failure_kind, worker.pid, end.reason)
             self._log.debug("worker %d: handler traceback:\n%s", worker.pid, reply.traceback)
             self._done_with(worker)
             reason = f"worker {worker.pid}: the handler raised {reply.error_type}: {reply.error}"
@@ -354,9 +353,9 @@ class WorkerPool:
         if idle is not None and not idle.usable:  # died, or was condemned, while idle
             code = idle.returncode
             died = f"worker {idle.pid} died while idle: it {describe_exit(code)}" if code is not None else ""
-            kind, reason = idle.verdict or (FailureKind.CRASHED, died)
-            self._log.warning("%s; starting another", reason)
-            self._lose(slot, idle, kind, reason)
+            end = idle.end or WorkerEnd(EndKind.CRASHED, died)
+            self._log.warning("%s; starting another", end.reason)
+            self._lose(slot, idle, end)
         if slot.replacing is not None and not slot.replacing.done():
             await asyncio.wait([slot.replacing])  # bounded by start_timeout_s; not cancelled with us
         if slot.worker is not None and slot.worker.usable:
@@ -394,10 +393,10 @@ class WorkerPool:
         except WorkerStartFailed as exc:
             self._log.warning("could not replace a worker (the next invocation on it will try again): %s", exc)
 
-    def _lose(self, slot: _Slot, worker: Worker, kind: FailureKind | str, reason: str) -> None:
+    def _lose(self, slot: _Slot, worker: Worker, end: WorkerEnd) -> None:
         """Kills a worker that failed (if it still runs) and, in warm mode,
         starts its replacement in the background."""
-        self._fleet.kill(worker, kind, reason)
+        self._fleet.kill(worker, end)
         if self._config.mode is PoolMode.WARM:
             slot.worker = None
             slot.replacing = self._tasks.spawn(self._replace(slot))
