@@ -8,6 +8,9 @@ tracked so that closing cancels them all at once.
     ...
     self._tasks.close()                   # no new tasks; cancels those in flight
     await group.__aexit__(None, None, None)
+
+An owner whose group closes later than its tasks must end (the daemon's,
+on its exit stack) awaits aclose() instead: close(), then their end.
 """
 
 from __future__ import annotations
@@ -49,6 +52,14 @@ class TaskSet:
         self._group, self._closed = None, True
         for task in list(self._tasks):
             task.cancel()
+
+    async def aclose(self) -> None:
+        """close(), then waits until every task has ended. How they ended
+        (an error included) is for the TaskGroup to report as it exits."""
+        tasks = list(self._tasks)
+        self.close()
+        if tasks:
+            await asyncio.wait(tasks)
 
     def __len__(self) -> int:
         return len(self._tasks)

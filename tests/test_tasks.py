@@ -52,3 +52,23 @@ async def test_tasks_open_once():
         tasks.open(group)
         with pytest.raises(RuntimeError):
             tasks.open(group)
+
+
+async def test_tasks_aclose_returns_once_every_task_has_ended():
+    tasks = TaskSet()
+    ended = []
+
+    async def sleeper() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            await asyncio.sleep(0)  # cleanup that takes a turn of the loop
+            ended.append(1)
+
+    async with asyncio.TaskGroup() as group:
+        tasks.open(group)
+        for _ in range(2):
+            tasks.spawn(sleeper())
+        await asyncio.sleep(0)
+        await tasks.aclose()
+        assert ended == [1, 1] and len(tasks) == 0
