@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import importlib
 import sys
-from typing import Any, Coroutine, TypeVar
+from typing import Any, Callable, Coroutine, TypeVar
 
 from spirtd import __version__
 from spirtd.errors import ConfigError, SpirtError
@@ -31,6 +32,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 T = TypeVar("T")
+Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +50,21 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(commands)
     return parser
+
+
+def reporting_os_errors(handler: Handler) -> Handler:
+    """A file that cannot be read or written is a one-line error and exit
+    status 1, like every other failure, not a traceback."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except OSError as exc:
+            print(f"spirtd {args.command}: error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+
+    return run
 
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:

@@ -22,38 +22,17 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import functools
-import sys
 from pathlib import Path
-from typing import Callable
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
-from spirtd.cli import EXIT_FAILED, EXIT_OK
+from spirtd.cli import EXIT_OK, reporting_os_errors
 from spirtd.errors import SecurityError
 from spirtd.security import ca
 from spirtd.security.certsdir import CertsDir
 from spirtd.security.identity import Identity, Role, identity_of
 from spirtd.security.revocation import RevocationList
-
-Handler = Callable[[argparse.Namespace], int]
-
-
-def _reporting_os_errors(handler: Handler) -> Handler:
-    """A file that cannot be read or written is a one-line error and exit
-    status 1, like every other failure, not a traceback."""
-
-    @functools.wraps(handler)
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except OSError as exc:
-            print(f"spirtd certs: error: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-
-    return run
-
 
 def register(commands: argparse._SubParsersAction) -> None:
     certs = commands.add_parser(
@@ -66,7 +45,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     init.add_argument("--dir", type=Path, required=True)
     init.add_argument("--name", default="spirt cluster CA", help="the CA's common name")
     init.add_argument("--days", type=int, default=ca.CA_DAYS, help="how long the CA is valid")
-    init.set_defaults(handler=_reporting_os_errors(run_init))
+    init.set_defaults(handler=reporting_os_errors(run_init))
 
     issue = actions.add_parser("issue", help="make a peer or client certificate")
     issue.add_argument("name", help="the peer id, or the client's name")
@@ -82,16 +61,16 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--replace", action="store_true",
         help="make a new certificate where NAME.crt is (it does not revoke the old one)",
     )  # fmt: skip
-    issue.set_defaults(handler=_reporting_os_errors(run_issue))
+    issue.set_defaults(handler=reporting_os_errors(run_issue))
 
     revoke = actions.add_parser("revoke", help="revoke a certificate")
     revoke.add_argument("name")
     revoke.add_argument("--dir", type=Path, required=True)
-    revoke.set_defaults(handler=_reporting_os_errors(run_revoke))
+    revoke.set_defaults(handler=reporting_os_errors(run_revoke))
 
     show = actions.add_parser("list", help="list the certificates in a dir")
     show.add_argument("--dir", type=Path, required=True)
-    show.set_defaults(handler=_reporting_os_errors(run_list))
+    show.set_defaults(handler=reporting_os_errors(run_list))
 
 
 def run_init(args: argparse.Namespace) -> int:

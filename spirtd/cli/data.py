@@ -17,34 +17,15 @@ missing or malformed), 2 bad usage or settings.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from spirtd.cli import EXIT_FAILED, EXIT_OK
+from spirtd.cli import EXIT_FAILED, EXIT_OK, reporting_os_errors
 from spirtd.errors import ConfigError, DatasetError
 from spirtd.ml.datasets import DATASETS, DatasetSpec, load_dataset
 from spirtd.ml.datasets.download import PLANS, download
-
-Handler = Callable[[argparse.Namespace], int]
-
-
-def _reporting_os_errors(handler: Handler) -> Handler:
-    """A file that cannot be read or written is a one-line error and exit
-    status 1, not a traceback."""
-
-    @functools.wraps(handler)
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except OSError as exc:
-            print(f"spirtd data: error: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-
-    return run
-
 
 def register(commands: argparse._SubParsersAction) -> None:
     data = commands.add_parser(
@@ -59,7 +40,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     fetch = actions.add_parser("download", help="fetch a dataset's official files")
     fetch.add_argument("name", choices=list(PLANS))
     fetch.add_argument("--dir", type=Path, required=True, help="the folder the files go in")
-    fetch.set_defaults(handler=_reporting_os_errors(run_download))
+    fetch.set_defaults(handler=reporting_os_errors(run_download))
 
     check = actions.add_parser("check", help="load a dataset and print what it holds")
     check.add_argument("name", choices=list(DATASETS))
@@ -69,7 +50,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--option", "-o", action="append", default=[], metavar="KEY=VALUE",
         help="a dataset option; VALUE is read as JSON when it can be (0.2, true, [1, 8, 8])",
     )  # fmt: skip
-    check.set_defaults(handler=_reporting_os_errors(run_check))
+    check.set_defaults(handler=reporting_os_errors(run_check))
 
 
 def run_list(args: argparse.Namespace) -> int:

@@ -26,14 +26,17 @@ from spirtd.api.spirt.v1 import (
 from spirtd.clock import Clock, SystemClock
 from spirtd.daemon import node_state, training
 from spirtd.daemon.config import DaemonConfig, format_address, parse_address
-from spirtd.daemon.control import ControlService, NodeView, StateAges, unimplemented_gradient_exchange
-from spirtd.daemon.transport import GrpcTransport, HeartbeatService, MembershipService, RevocationSpreader
+from spirtd.daemon.control import ControlService, StateAges
+from spirtd.daemon.exchange_service import UnimplementedGradientExchange
+from spirtd.daemon.membership_grpc import GrpcTransport, HeartbeatService, MembershipService, RevocationSpreader
 from spirtd.errors import ConfigError, MembershipError, SecurityError
 from spirtd.jobs.manager import JobManager
 from spirtd.membership.driver import MembershipDriver
 from spirtd.membership.events import EventKind, MemberEvent
 from spirtd.membership.formulas import retransmit_limit
+from spirtd.membership.messages import Member
 from spirtd.membership.state import MembershipState
+from spirtd.membership.subscriptions import Subscription
 from spirtd.rpc.counters import Counters
 from spirtd.rpc.guard import Guard
 from spirtd.rpc.refusals import RefusalLog
@@ -46,6 +49,7 @@ from spirtd.security.revocation import RevocationList
 from spirtd.store.blocking import store_env
 from spirtd.store.connect import connect
 from spirtd.store.embedded import EmbeddedStore
+from spirtd.tasks import TaskSet
 
 _log = logging.getLogger("spirtd")
 _members_log = logging.getLogger("spirtd.membership")
@@ -79,6 +83,63 @@ def refusal_log(config: DaemonConfig, counters: Counters, clock: Clock) -> Refus
     return RefusalLog(counters, clock, interval_s=config.refusal_log_interval_s, burst=config.refusal_log_burst)
 
 
+class DaemonNodeView:
+    """Control's NodeView of a daemon: every read goes to the daemon's state
+    at that moment (Control serves from the server's start, before the
+    membership runs)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+
+    @property
+    def id(self) -> str:
+        return self._daemon.config.id
+
+    @property
+    def address(self) -> str:
+        return self._daemon.address
+
+    @property
+    def store_backend(self) -> str:
+        return self._daemon.store_backend
+
+    @property
+    def local(self) -> Member:
+        return self._state().local
+
+    def members(self) -> list[Member]:
+        state = self._daemon.membership
+        return state.members() if state is not None else []
+
+    def rtt_s(self, member_id: str) -> float | None:
+        state = self._daemon.membership
+        return state.rtt(member_id) if state is not None else None
+
+    def subscribe(self) -> Subscription:
+        driver = self._daemon.membership_driver
+        if driver is None:
+            raise MembershipError("this peer's membership has not started")
+        return driver.subscribe()
+
+    def membership_counters(self) -> dict[str, int]:
+        driver = self._daemon.membership_driver
+        if driver is None:
+            return {}
+        stats = driver.stats()
+        out = {f"membership.{way}.{kind}": n
+               for way, counts in (("sent", stats.sent), ("received", stats.received), ("failed", stats.failed))
+               for kind, n in counts.items()}  # fmt: skip
+        out.update({"membership.refutations": stats.refutations, "membership.awareness": stats.awareness,
+                    "membership.events_dropped": stats.events_dropped})  # fmt: skip
+        return out
+
+    def _state(self) -> MembershipState:
+        state = self._daemon.membership
+        if state is None:
+            raise MembershipError("this peer's membership has not started")
+        return state
+
+
 class Daemon:
     def __init__(self, config: DaemonConfig, *, clock: Clock | None = None, counters: Counters | None = None,
                  refusals: RefusalLog | None = None) -> None:  # fmt: skip
@@ -89,8 +150,7 @@ class Daemon:
         self.address = ""
         self.store_backend = "unknown"
         self._stack = contextlib.AsyncExitStack()
-        self._tasks: list[asyncio.Task] = []
-        self._group: asyncio.TaskGroup | None = None
+        self._tasks = TaskSet()
         self._driver: MembershipDriver | None = None
         self._state: MembershipState | None = None
         self._channels: ChannelPool | None = None
@@ -102,6 +162,15 @@ class Daemon:
         # exit_reason says why.
         self.must_stop = asyncio.Event()
         self.exit_reason = ""
+
+    @property
+    def membership(self) -> MembershipState | None:
+        """The membership state; None until the membership starts (after the server)."""
+        return self._state
+
+    @property
+    def membership_driver(self) -> MembershipDriver | None:
+        return self._driver
 
     # ---- lifecycle ----
 
@@ -118,6 +187,7 @@ class Daemon:
 
     async def _start(self) -> None:
         cfg = self.config
+        node_state.make_data_dir(Path(cfg.data_dir))
         self._saved, damaged = node_state.load_or_recover(Path(cfg.data_dir), self.clock.wall())
         if damaged:
             _log.error("%s; starting with incarnation %d", damaged, self._saved.incarnation)
@@ -157,14 +227,14 @@ class Daemon:
         self._driver = await self._stack.enter_async_context(
             MembershipDriver(self._state, transport, self.clock, cfg.membership)
         )
-        self._group = await self._stack.enter_async_context(asyncio.TaskGroup())
-        self._tasks.append(self._group.create_task(self._watch_events(), name="membership-events"))
-        self._tasks.append(self._group.create_task(self._flush_refusals(), name="refusal-log"))
+        self._tasks.open(await self._stack.enter_async_context(asyncio.TaskGroup()))
+        self._tasks.spawn(self._watch_events(), name="membership-events")
+        self._tasks.spawn(self._flush_refusals(), name="refusal-log")
         if not cfg.insecure:
-            self._tasks.append(self._group.create_task(self._watch_crl_file(), name="crl-file"))
+            self._tasks.spawn(self._watch_crl_file(), name="crl-file")
         seeds = [s for s in cfg.seeds if s != self.address]
         if seeds:
-            self._tasks.append(self._group.create_task(self._join(seeds), name="join"))
+            self._tasks.spawn(self._join(seeds), name="join")
         _log.info(
             "peer %s serving on %s (advertised as %s) with %s; store %s; %s",
             cfg.id, cfg.listen, self.address, "no TLS (--insecure)" if cfg.insecure else "mutual TLS",
@@ -223,19 +293,9 @@ class Daemon:
         membership_pb2_grpc.add_MembershipServicer_to_server(
             MembershipService(driver, self.guard, self.revocations), server
         )
-        gradients_pb2_grpc.add_GradientExchangeServicer_to_server(unimplemented_gradient_exchange(), server)
-        view = NodeView(
-            id=self.config.id,
-            address=lambda: self.address,
-            store_backend=lambda: self.store_backend,
-            members=lambda: self._state.members() if self._state else [],
-            local=lambda: self._state.local,
-            rtt_s=lambda member_id: self._state.rtt(member_id) if self._state else None,
-            subscribe=lambda: self._driver.subscribe(),
-            membership_counters=self._membership_counters,
-        )
-        control = ControlService(view, self.counters, self._ages, self.clock,
-                                 jobs=lambda: self.jobs, layout=training.layout,
+        gradients_pb2_grpc.add_GradientExchangeServicer_to_server(UnimplementedGradientExchange(), server)
+        control = ControlService(DaemonNodeView(self), self.counters, self._ages, self.clock,
+                                 jobs=self.jobs, layout=training.layout,
                                  model_inputs=training.model_inputs,
                                  max_message_bytes=self.config.max_message_bytes)  # fmt: skip
         control_pb2_grpc.add_ControlServicer_to_server(control, server)
@@ -246,11 +306,7 @@ class Daemon:
         if self._closing:
             return
         self._closing = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._tasks.aclose()
         if self._driver is not None:
             try:
                 async with asyncio.timeout(self.config.leave_timeout_s):
@@ -262,17 +318,6 @@ class Daemon:
         _log.info("peer %s stopped", self.config.id)
 
     # ---- membership glue ----
-
-    def _membership_counters(self) -> dict[str, int]:
-        if self._driver is None:
-            return {}
-        stats = self._driver.stats()
-        out = {f"membership.{way}.{kind}": n
-               for way, counts in (("sent", stats.sent), ("received", stats.received), ("failed", stats.failed))
-               for kind, n in counts.items()}  # fmt: skip
-        out.update({"membership.refutations": stats.refutations, "membership.awareness": stats.awareness,
-                    "membership.events_dropped": stats.events_dropped})  # fmt: skip
-        return out
 
     def _resolve_id(self, address: str) -> str | None:
         if self._state is None:
@@ -361,5 +406,5 @@ class Daemon:
             return
         self._driver.expel(name)
         _members_log.warning("expelled member %s: its certificate is revoked", name, extra={"member": name})
-        if self._channels is not None and self._group is not None:
-            self._tasks.append(self._group.create_task(self._channels.drop(member.address)))
+        if self._channels is not None:
+            self._tasks.spawn(self._channels.drop(member.address), name=f"drop-channel {name}")

@@ -33,6 +33,7 @@ from spirtd.membership.config import MembershipConfig
 from spirtd.security.identity import check_name
 from spirtd.store.server import StoreServerConfig
 from spirtd.jobs.config import JobsConfig
+from spirtd.logs import FORMATS, LEVELS
 
 DEFAULT_PORT = 7100
 # gRPC takes message limits as 32-bit ints.
@@ -46,6 +47,7 @@ TOP_KEYS = ("id", "listen", "advertise", "seeds", "data_dir", "certs_dir", "inse
 _INT_KEYS = ("max_message_bytes", "max_connections", "refusal_log_burst")
 _SECONDS_KEYS = ("handshake_timeout_s", "idle_timeout_s", "refusal_log_interval_s", "shutdown_grace_s",
                  "leave_timeout_s", "join_retry_s", "crl_poll_s")  # fmt: skip
+_ADDRESS_KEYS = ("listen", "advertise")
 MAX_CONNECTIONS = 1 << 20
 # [store] keys and the StoreServerConfig fields they set.
 STORE_KEYS = {"url": "url", "persistence": "persistence", "fsync": "fsync", "rdb_save": "rdb_save",
@@ -180,6 +182,10 @@ class DaemonConfig:
             raise ConfigError(f"--listen {self.listen} is a wildcard: give --advertise HOST:PORT too")
         for seed in self.seeds:
             parse_address(seed, what="seed")
+        if self.log_level not in LEVELS:
+            raise ConfigError(f"log_level must be one of {', '.join(LEVELS)}, not {self.log_level!r}")
+        if self.log_format not in FORMATS:
+            raise ConfigError(f"log_format must be one of {', '.join(FORMATS)}, not {self.log_format!r}")
         if not self.insecure and self.certs_dir is None:
             raise ConfigError("--certs-dir is needed (or --insecure, for local experiments only)")
         if not MIN_MESSAGE_BYTES <= self.max_message_bytes <= MAX_MESSAGE_BYTES:
@@ -191,7 +197,7 @@ class DaemonConfig:
             raise ConfigError(f"refusal_log_burst must be from 0 to {MAX_CONNECTIONS}, not {self.refusal_log_burst}")
         for name in _SECONDS_KEYS:
             if not 0 < getattr(self, name) < float("inf"):
-                raise ConfigError(f"{name} must be > 0")
+                raise ConfigError(f"{name} must be a positive number of seconds, not {getattr(self, name)!r}")
         if self.store is None:
             object.__setattr__(self, "store", StoreServerConfig(data_dir=Path(self.data_dir) / "store"))
 
@@ -221,6 +227,17 @@ def _section(values: Mapping[str, Any], what: str, base: Any, keys: Mapping[str,
         return dataclasses.replace(base, **kwargs)
     except TypeError as exc:
         raise ConfigError(f"[{what}]: {exc}") from exc
+    except ConfigError as exc:
+        raise ConfigError(_with_key_names(str(exc), keys)) from exc
+
+
+def _with_key_names(message: str, keys: Mapping[str, str]) -> str:
+    """A dataclass's error in the file's words: field names that differ
+    from their keys (module_threads) become the keys (threads)."""
+    for key, name in keys.items():
+        if key != name:
+            message = message.replace(name, key)
+    return message
 
 
 def read_file(path: Path) -> dict[str, Any]:
@@ -240,16 +257,39 @@ def read_file(path: Path) -> dict[str, Any]:
 
 
 def _converted(merged: dict[str, Any], key: str, kind: type) -> None:
+    """merged[key] as an int or float; text (from the environment) is parsed.
+    A float is no integer: int() would drop 1.5's fraction unseen."""
     if key not in merged:
         return
     value = merged[key]
     try:
-        if isinstance(value, bool):
+        if isinstance(value, bool) or (kind is int and isinstance(value, float)):
             raise ValueError
         merged[key] = kind(value)
     except (TypeError, ValueError, OverflowError):
         words = "an integer" if kind is int else "a number"
         raise ConfigError(f"{key} must be {words}, not {value!r}") from None
+
+
+def _checked_text(merged: dict[str, Any], key: str, expected: str) -> None:
+    value = merged.get(key, "")
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} must be {expected}, not {value!r}")
+
+
+def _seeds(value: Any) -> tuple[str, ...]:
+    """A list of HOST:PORT, or one comma-separated text (the environment's form)."""
+    if isinstance(value, str):
+        value = [s for s in value.split(",") if s.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(s, str) for s in value):
+        raise ConfigError(f"seeds must be a list of HOST:PORT texts (or one comma-separated text), not {value!r}")
+    return tuple(s.strip() for s in value)
+
+
+def _path(value: Any, key: str) -> Path:
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(f"{key} must be a path (text), not {value!r}")
+    return Path(value)
 
 
 def from_environment(env: Mapping[str, str]) -> dict[str, Any]:
@@ -276,13 +316,14 @@ def build(file_values: Mapping[str, Any], env_values: Mapping[str, Any], flag_va
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}; known: {', '.join(TOP_KEYS)}")
     if "id" not in merged:
         raise ConfigError("--id is needed (the peer's name, as in its certificate)")
-    if isinstance(merged.get("seeds"), str):
-        merged["seeds"] = [s for s in merged["seeds"].split(",") if s.strip()]
-    merged["seeds"] = tuple(s.strip() for s in merged.get("seeds", ()))
+    merged["seeds"] = _seeds(merged.get("seeds", ()))
     merged["insecure"] = _bool(merged.get("insecure", False), "insecure")
-    data_dir = Path(merged.pop("data_dir", None) or Path("spirtd-data") / str(merged["id"]))
+    for key in _ADDRESS_KEYS:
+        _checked_text(merged, key, "HOST:PORT text")
+    data_dir = merged.pop("data_dir", "")
+    data_dir = Path("spirtd-data") / str(merged["id"]) if data_dir in (None, "") else _path(data_dir, "data_dir")
     if merged.get("certs_dir") is not None:
-        merged["certs_dir"] = Path(merged["certs_dir"])
+        merged["certs_dir"] = _path(merged["certs_dir"], "certs_dir")
     for key in _INT_KEYS:
         _converted(merged, key, int)
     for key in _SECONDS_KEYS:

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
-
-import grpc
+from typing import Any, Callable, Protocol
 
 from spirtd import __version__
 from spirtd.api.spirt.v1 import control_pb2, control_pb2_grpc
 from spirtd.clock import Clock
 from spirtd.daemon import wire
 from spirtd.daemon.job_control import MODEL_CHUNK_BYTES, JobControl
+from spirtd.jobs.manager import JobManager
 from spirtd.membership.events import EventKind, MemberEvent
 from spirtd.membership.messages import Member, MemberState
+from spirtd.membership.subscriptions import Subscription
 from spirtd.rpc.counters import Counters
 
 EVENT_TO_WIRE = {
@@ -42,18 +41,31 @@ class StateAges:
         return self._clock.monotonic() - since
 
 
-@dataclass(frozen=True)
-class NodeView:
-    """What Control reads from the rest of the daemon (all callables: live values)."""
+class NodeView(Protocol):
+    """What Control reads from the rest of the daemon: live values, read at
+    each call."""
 
-    id: str
-    address: Callable[[], str]
-    store_backend: Callable[[], str]
-    members: Callable[[], list[Member]]
-    local: Callable[[], Member]
-    rtt_s: Callable[[str], float | None]
-    subscribe: Callable[[], object]  # an async iterator of MemberEvent with aclose()
-    membership_counters: Callable[[], dict[str, int]]  # messages sent/received/failed by kind
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def store_backend(self) -> str: ...
+
+    @property
+    def local(self) -> Member: ...
+
+    def members(self) -> list[Member]: ...
+
+    def rtt_s(self, member_id: str) -> float | None: ...
+
+    def subscribe(self) -> Subscription: ...
+
+    def membership_counters(self) -> dict[str, int]:
+        """Membership messages sent, received and failed, by kind, and the driver's other counts."""
+        ...
 
 
 class ControlService(JobControl, control_pb2_grpc.ControlServicer):
@@ -63,7 +75,7 @@ class ControlService(JobControl, control_pb2_grpc.ControlServicer):
         counters: Counters,
         ages: StateAges,
         clock: Clock,
-        jobs: Callable[[], Any] = lambda: None,
+        jobs: JobManager | None = None,
         layout: Callable[[Any], list] = lambda spec: [],
         model_inputs: Callable[[Any], tuple[tuple[int, ...], int]] = lambda spec: ((), 0),
         max_message_bytes: int = 4 << 20,
@@ -93,11 +105,11 @@ class ControlService(JobControl, control_pb2_grpc.ControlServicer):
             id=self._node.id,
             version=__version__,
             uptime_s=self._clock.monotonic() - self._started,
-            store_backend=self._node.store_backend(),
+            store_backend=self._node.store_backend,
             member_count=len(members),
             alive_count=sum(1 for x in members if x.state is MemberState.ALIVE),
-            address=self._node.address(),
-            incarnation=self._node.local().incarnation,
+            address=self._node.address,
+            incarnation=self._node.local.incarnation,
             counters={**self._counters.snapshot(), **self._node.membership_counters()},
         )
 
@@ -111,29 +123,13 @@ class ControlService(JobControl, control_pb2_grpc.ControlServicer):
             if request.include_current:
                 for member in sorted(self._node.members(), key=lambda x: x.id):
                     yield self._event(control_pb2.MembershipEvent.JOIN, member)
-            async for event in subscription:  # type: ignore[attr-defined]
+            async for event in subscription:
                 # UPDATE (an address or metadata change) has no wire kind yet.
                 kind = EVENT_TO_WIRE.get(event.kind)
                 if kind is not None:
                     yield self._event(kind, event.member)
         finally:
-            await subscription.aclose()  # type: ignore[attr-defined]
+            await subscription.aclose()
 
     def _event(self, kind: int, member: Member) -> control_pb2.MembershipEvent:
         return control_pb2.MembershipEvent(kind=kind, member=self._info(member), time_unix=self._clock.wall())
-
-
-def unimplemented_gradient_exchange():
-    """GradientExchange is defined; serving it comes with multi-peer training.
-    Until then callers get UNIMPLEMENTED with a reason."""
-    from spirtd.api.spirt.v1 import gradients_pb2_grpc
-
-    class GradientExchange(gradients_pb2_grpc.GradientExchangeServicer):
-        async def FetchTensor(self, request, context):
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "gradient exchange is not served yet")
-            yield  # pragma: no cover
-
-        async def PushTensor(self, request_iterator, context):
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "gradient exchange is not served yet")
-
-    return GradientExchange()

@@ -84,12 +84,12 @@ def job_summary(job: JobView) -> control_pb2.JobSummary:
 
 
 class JobControl:
-    """Mixed into ControlService; jobs() gives the JobManager (None: no
+    """Mixed into ControlService; _jobs is the JobManager (None: no
     training on this peer), layout(spec) the model's (name, shape) list and
     model_inputs(spec) its (input shape, number of classes); _node.id is
     this peer's id (the one participant until rounds span peers)."""
 
-    _jobs: Callable[[], JobManager | None]
+    _jobs: JobManager | None
     _layout: Callable[[JobSpec], list[tuple[str, tuple[int, ...]]]]
     _model_inputs: Callable[[JobSpec], tuple[tuple[int, ...], int]]
     _counters: Counters
@@ -97,7 +97,7 @@ class JobControl:
     _chunk_bytes: int
 
     async def _manager(self, context: grpc.aio.ServicerContext) -> JobManager:
-        manager = self._jobs()
+        manager = self._jobs
         if manager is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "this peer does not run training jobs")
         return manager  # type: ignore[return-value]

@@ -24,6 +24,16 @@ class NodeState:
     crl_der: bytes | None = None
 
 
+def make_data_dir(data_dir: Path) -> None:
+    """The data dir, made if missing; one that cannot be made (a file is in
+    the way, no permission) is a bad data_dir setting."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"data_dir {str(data_dir)!r} must be a folder this user can make or use, "
+                          f"but it cannot be made: {exc.strerror or exc}") from None
+
+
 def load(data_dir: Path) -> NodeState:
     path = data_dir / FILE_NAME
     if not path.exists():
@@ -50,7 +60,7 @@ def load_or_recover(data_dir: Path, wall_s: float) -> tuple[NodeState, str]:
 
 
 def save(data_dir: Path, state: NodeState) -> None:
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_data_dir(data_dir)
     path = data_dir / FILE_NAME
     payload = {"incarnation": state.incarnation}
     if state.crl_der:

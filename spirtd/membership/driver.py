@@ -34,6 +34,7 @@ from spirtd.membership.messages import Ack, Gossip, Leave, Member, Ping, PingReq
 from spirtd.membership.state import MembershipState
 from spirtd.membership.subscriptions import EventHub, Subscription
 from spirtd.membership.transport import Transport
+from spirtd.tasks import TaskSet
 
 T = TypeVar("T")
 
@@ -83,7 +84,7 @@ class MembershipDriver:
         self._config = config
         self._phase = DriverPhase.NEW
         self._group: asyncio.TaskGroup | None = None
-        self._tasks: set[asyncio.Task[None]] = set()  # loops and sends in flight
+        self._tasks = TaskSet()  # loops and sends in flight
         self._hub = EventHub(config.subscriber_queue_max)
         self._wake = asyncio.Event()
         self._timer_at: float | None = None
@@ -102,8 +103,9 @@ class MembershipDriver:
         group = asyncio.TaskGroup()
         await group.__aenter__()
         self._group, self._phase = group, DriverPhase.RUNNING
+        self._tasks.open(group)
         for loop in (self._probe_loop, self._gossip_loop, self._push_pull_loop, self._timer_loop):
-            self._spawn(loop())
+            self._tasks.spawn(loop())
         return self
 
     async def __aexit__(
@@ -120,11 +122,9 @@ class MembershipDriver:
         self._phase = DriverPhase.CLOSED
         self._hub.close()
         group, self._group = self._group, None
-        if group is None:
-            return
-        for task in list(self._tasks):
-            task.cancel()
-        await group.__aexit__(None, None, None)
+        self._tasks.close()
+        if group is not None:
+            await group.__aexit__(None, None, None)
 
     # -- the user's API ----------------------------------------------------
     async def join(self, seeds: Sequence[str]) -> int:
@@ -299,13 +299,13 @@ class MembershipDriver:
             await self._clock.sleep(self._config.gossip_interval_s)
             for out in self._state.gossip_plan(self._now()):
                 request = functools.partial(self._transport.gossip, out.to.address, out.message)
-                self._spawn(self._call("gossip", request, self._config.rpc_timeout_s))
+                self._tasks.spawn(self._call("gossip", request, self._config.rpc_timeout_s))
 
     async def _push_pull_loop(self) -> None:
         await self._clock.sleep(self._state.stagger_s(self._config.push_pull_interval_s))
         while True:
             for member in self._state.push_pull_targets(self._now()):
-                self._spawn(self._sync(member))
+                self._tasks.spawn(self._sync(member))
             await self._clock.sleep(self._state.push_pull_interval_s())
 
     async def _sync(self, member: Member) -> None:
@@ -339,14 +339,6 @@ class MembershipDriver:
         except (TransportError, TimeoutError):
             self._failed[kind] += 1
             return None
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        if self._group is None:
-            coro.close()
-            return
-        task = self._group.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _after(self) -> None:
         """After every state change: hand out its events, and wake the

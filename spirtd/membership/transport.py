@@ -8,7 +8,8 @@ scope. InboundHandler is the server side, implemented by MembershipDriver;
 a transport's server calls it for each request that arrives.
 
 Implementations: memory.MemoryNetwork (in-process, virtual time) and the
-gRPC transport (spirt.v1.Membership and spirt.v1.Heartbeat services).
+gRPC transport (spirtd.daemon.membership_grpc: the spirt.v1.Membership and
+spirt.v1.Heartbeat services).
 """
 
 from __future__ import annotations

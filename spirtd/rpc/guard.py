@@ -29,7 +29,7 @@ from cryptography import x509
 from google.protobuf.message import DecodeError
 
 from spirtd.clock import SystemClock
-from spirtd.errors import SecurityError
+from spirtd.errors import ConfigError, SecurityError
 from spirtd.rpc.counters import Counters
 from spirtd.rpc.refusals import RefusalLog
 from spirtd.security.identity import Identity, Role, identity_from_pem
@@ -69,7 +69,7 @@ class Guard:
         refusals: RefusalLog | None = None,
     ) -> None:
         if not insecure and ca is None:
-            raise ValueError("a CA certificate is needed unless insecure")
+            raise ConfigError("a CA certificate is needed unless insecure")
         self._ca = ca
         self._revocations = revocations
         self._counters = counters

@@ -28,6 +28,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from spirtd.aggregation import RuleCall, validate_call
 from spirtd.errors import (
+    ConfigError,
     InvalidTensor,
     StoreError,
     StoreFull,
@@ -179,8 +180,8 @@ class TensorStore(abc.ABC):
     backend: ClassVar[str]
 
     def __init__(self, client: aioredis.Redis, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
-        if chunk_bytes < 1:
-            raise ValueError("chunk_bytes must be >= 1")
+        if isinstance(chunk_bytes, bool) or not isinstance(chunk_bytes, int) or chunk_bytes < 1:
+            raise ConfigError(f"chunk_bytes must be an integer >= 1, not {chunk_bytes!r}")
         self.client = client
         self.chunk_bytes = chunk_bytes
         self._durability_lock = asyncio.Lock()

@@ -16,22 +16,17 @@ clock and starts it again on the same data dir, so that its data comes back
 from the RDB snapshot or the AOF. wait_ready() blocks while it restarts.
 
 Timers: the restart backoff is policy and runs on the injected Clock (tests
-drive it with FakeClock). The start and stop deadlines are asyncio.timeout
-scopes, and the PING pacing inside them asyncio.sleep: they bound the real
-I/O of a real process, so they run on the event loop's own time.
+drive it with FakeClock). One run of the process (its start and stop
+deadlines, SHUTDOWN, kill, what redis.log says of a failure) is
+spirtd.store.server_process's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import enum
 import logging
-import os
-import re
 import signal
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,39 +37,11 @@ from redis.backoff import NoBackoff
 
 from spirtd.clock import Clock, SystemClock
 from spirtd.errors import StoreUnavailable
+from spirtd.processes import describe_exit
 from spirtd.store.server import PreparedServer, StoreServerConfig, prepare, remove_temporary_files
-
-# How much of redis.log an error message or a warning quotes.
-LOG_TAIL_LINES = 20
-LOG_TAIL_BYTES = 64 * 1024
-# A redis log line of level warning: "pid:role date time # message".
-_WARNING_LINE = re.compile(r"^\d+:[A-Z] .*? # (.*)$")
+from spirtd.store.server_process import ServerProcess
 
 _logger = logging.getLogger(__name__)
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A preexec function asking Linux to SIGTERM the child when this process
-    dies. Everything it needs is looked up here, before the fork, so that the
-    child runs no imports or allocations of Python's between fork and exec."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-    term = int(signal.SIGTERM)
-
-    def arm() -> None:
-        prctl(_PR_SET_PDEATHSIG, term, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return arm
 
 
 class StoreState(enum.Enum):
@@ -97,53 +64,6 @@ _TRANSITIONS: dict[StoreState, frozenset[StoreState]] = {
 _SETTLED = frozenset({StoreState.NEW, StoreState.RUNNING, StoreState.CLOSING, StoreState.CLOSED})
 
 
-def describe_exit(returncode: int) -> str:
-    """'exited with code 1' or 'was killed by SIGKILL', from a returncode."""
-    if returncode >= 0:
-        return f"exited with code {returncode}"
-    try:
-        name = signal.Signals(-returncode).name
-    except ValueError:
-        name = f"signal {-returncode}"
-    return f"was killed by {name}"
-
-
-def read_log(path: Path, start: int = 0) -> list[str]:
-    """The lines of a log from byte `start` on, at most LOG_TAIL_BYTES of its end."""
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(start, size - LOG_TAIL_BYTES))
-            data = f.read()
-    except OSError:
-        return []
-    return [line for line in data.decode(errors="replace").splitlines() if line.strip()]
-
-
-def format_tail(path: Path, lines: list[str]) -> str:
-    if not lines:
-        return f"{path} has nothing to show"
-    shown = "\n".join("    " + line for line in lines[-LOG_TAIL_LINES:])
-    return f"the last lines of {path}:\n{shown}"
-
-
-def main_complaint(lines: list[str]) -> str | None:
-    """The line a person wants first: the last warning redis logged, else the
-    last line (errors in redis.conf go to stderr, unformatted)."""
-    for line in reversed(lines):
-        match = _WARNING_LINE.match(line)
-        if match:
-            return match[1]
-    return lines[-1].strip() if lines else None
-
-
-def _file_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
 class EmbeddedStore:
     """The node's redis-server, started, watched and restarted; see the module doc.
 
@@ -163,7 +83,7 @@ class EmbeddedStore:
         self._state = StoreState.NEW
         self._waiters: list[asyncio.Future[None]] = []
         self._prepared: PreparedServer | None = None
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: ServerProcess | None = None
         self._restarts = 0
         self._tasks: asyncio.TaskGroup | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -275,30 +195,6 @@ class EmbeddedStore:
         timeout, since the deadlines are the caller's asyncio.timeout scopes."""
         return self.client(retry=Retry(NoBackoff(), 0), socket_timeout=None)
 
-    async def _spawn(self, prepared: PreparedServer) -> asyncio.subprocess.Process:
-        # stdout/stderr go to redis.log too: redis reports errors in redis.conf
-        # there before it opens its logfile. A session of its own keeps a
-        # terminal's Ctrl-C away from it: stopping it is aclose's job. If
-        # spirtd itself dies (SIGKILL), the kernel sends redis-server SIGTERM
-        # (it saves, then exits), so no orphan keeps the data dir.
-        try:
-            log_fd = os.open(prepared.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        except OSError as exc:
-            raise StoreUnavailable(f"cannot open the store's log {prepared.log_path}: {exc}") from exc
-        try:
-            return await asyncio.create_subprocess_exec(
-                *prepared.argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log_fd,
-                stderr=log_fd,
-                start_new_session=True,
-                preexec_fn=_die_with_parent(),
-            )
-        except OSError as exc:
-            raise StoreUnavailable(f"cannot run {prepared.argv[0]}: {exc}") from exc
-        finally:
-            os.close(log_fd)
-
     async def _refuse_another_server(self) -> None:
         """StoreUnavailable if a server already answers on our socket (one
         left behind by a spirtd that was SIGKILLed): two on one data dir
@@ -325,48 +221,18 @@ class EmbeddedStore:
         )
 
     async def _start(self) -> None:
-        """Starts redis-server and returns once it answers PING; else kills
-        it and raises StoreUnavailable quoting its log."""
+        """Starts redis-server and returns once it answers PING; else raises
+        StoreUnavailable quoting its log (the process is gone then). While it
+        starts, self._proc holds it, so that aclose stops it."""
         prepared = self._prepared
         if prepared is None:
             raise RuntimeError("EmbeddedStore._start before prepare")
-        log_start = _file_size(prepared.log_path)
-        self._proc = proc = await self._spawn(prepared)
-        probe = self._probe()
-        last_error = "none"
+        self._proc = proc = await ServerProcess.spawn(prepared, self._probe, self._log)
         try:
-            async with asyncio.timeout(self._cfg.start_timeout_s):
-                while proc.returncode is None:
-                    try:
-                        await probe.ping()
-                        return
-                    except redis.RedisError as exc:
-                        last_error = f"{type(exc).__name__}: {exc}"
-                    await asyncio.sleep(self._cfg.start_poll_s)
-            why = describe_exit(proc.returncode)
-        except TimeoutError:
-            why = (
-                f"did not answer PING within {self._cfg.start_timeout_s}s "
-                f"(last error: {last_error})"
-            )
-        finally:
-            await probe.aclose()
-        await self._kill(proc)
-        lines = read_log(prepared.log_path, log_start)
-        complaint = main_complaint(lines)
-        raise StoreUnavailable(
-            f"redis-server {why} at start"
-            + (f": {complaint}" if complaint else "")
-            + f"\n{format_tail(prepared.log_path, lines)}"
-        )
-
-    async def _kill(self, proc: asyncio.subprocess.Process) -> None:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-        await proc.wait()
-        if self._proc is proc:
+            await proc.until_answering(self._cfg.start_timeout_s, self._cfg.start_poll_s)
+        except StoreUnavailable:
             self._proc = None
+            raise
 
     async def _supervise(self) -> None:
         cfg = self._cfg
@@ -387,8 +253,7 @@ class EmbeddedStore:
             )
             self._log.warning(
                 "the store's redis-server (pid %d) %s%s; restarting it in %.2fs from %s; %s",
-                proc.pid, describe_exit(returncode), hint, backoff, cfg.data_dir,
-                format_tail(cfg.log_path, read_log(cfg.log_path)),
+                proc.pid, describe_exit(returncode), hint, backoff, cfg.data_dir, proc.log_tail(),
             )
             while True:
                 await self._clock.sleep(backoff)
@@ -416,53 +281,6 @@ class EmbeddedStore:
         if proc is None:
             return
         try:
-            if proc.returncode is None:
-                try:
-                    async with asyncio.timeout(self._cfg.stop_timeout_s):
-                        await self._request_shutdown(proc)
-                        await proc.wait()
-                except TimeoutError:
-                    self._log.warning(
-                        "the store's redis-server (pid %d) did not stop within %.1fs ([store] stop_timeout_s); "
-                        "killing it: %s", proc.pid, self._cfg.stop_timeout_s,
-                        "its snapshot is not saved, writes since the last one are lost"
-                        if self._cfg.persistence == "rdb" else "its AOF holds what it acknowledged",
-                    )
+            await proc.stop(self._cfg.stop_timeout_s, self._cfg.persistence)
         finally:
-            await self._kill(proc)
-        if proc.returncode not in (0, -signal.SIGKILL, -signal.SIGTERM):
-            self._log.warning(
-                "the store's redis-server (pid %d) %s as it stopped; %s",
-                proc.pid, describe_exit(proc.returncode),
-                format_tail(self._cfg.log_path, read_log(self._cfg.log_path)),
-            )
-
-    async def _request_shutdown(self, proc: asyncio.subprocess.Process) -> None:
-        """SHUTDOWN SAVE with rdb; NOSAVE otherwise: with an AOF, Redis
-        flushes and fsyncs the log at any shutdown, so a snapshot of a big
-        store would only cost time. SIGTERM if the server does not answer
-        yet (still starting, or loading its data)."""
-        mode = "SAVE" if self._cfg.persistence == "rdb" else "NOSAVE"
-        probe = self._probe()
-        try:
-            try:
-                await probe.ping()
-            except redis.RedisError as exc:
-                self._log.debug("store not answering (%s); stopping it with SIGTERM", exc)
-                with contextlib.suppress(ProcessLookupError):
-                    proc.terminate()
-                return
-            try:
-                await probe.execute_command("SHUTDOWN", mode)
-            except redis.ConnectionError:
-                return  # expected: the server closes the connection as it exits
-            except redis.ResponseError as exc:
-                self._log.warning(
-                    "the store's redis-server refused SHUTDOWN %s (%s); killing it, so writes "
-                    "since its last save are lost; %s",
-                    mode, exc, format_tail(self._cfg.log_path, read_log(self._cfg.log_path)),
-                )
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-        finally:
-            await probe.aclose()
+            self._proc = None

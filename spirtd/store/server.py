@@ -263,6 +263,9 @@ def prepare(cfg: StoreServerConfig) -> PreparedServer:
     server = cfg.redis_server or locate.redis_server_path()
     locate.redis_server_version(server)
     module = cfg.module_path or locate.loadable_module_path()
+    if not module.is_file():
+        raise ConfigError(f"module_path {str(module)!r} must be spirt's built module (`spirtd store path` names it), "
+                          "but it is not a file")
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(cfg.data_dir, 0o700)
     password = load_or_create_password(cfg)

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from spirtd.errors import ConfigError
+
 CHAOS_ENV = "SPIRTD_CHAOS"
 CHAOS_DIR_ENV = "SPIRTD_CHAOS_DIR"
 KINDS = ("crash", "hang", "memory")
@@ -34,7 +36,7 @@ def _planned() -> dict[str, str]:
     for entry in filter(None, (e.strip() for e in raw.split(","))):
         kind, _, request_id = entry.partition("@")
         if kind not in KINDS or not request_id:
-            raise ValueError(f"{CHAOS_ENV} entry {entry!r} is not KIND@REQUEST_ID with KIND in {KINDS}")
+            raise ConfigError(f"{CHAOS_ENV} entry {entry!r} is not KIND@REQUEST_ID with KIND in {KINDS}")
         plan[request_id] = kind
     return plan
 

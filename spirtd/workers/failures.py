@@ -6,7 +6,6 @@ used 812 MB, over the limit of 512 MB: killed")."""
 from __future__ import annotations
 
 import enum
-import signal
 from dataclasses import dataclass
 
 
@@ -29,15 +28,3 @@ class AttemptFailure:
 
     def __str__(self) -> str:
         return f"attempt {self.attempt}: {self.reason}"
-
-
-def describe_exit(returncode: int) -> str:
-    """'exited with code 3', 'was killed by signal SIGKILL (9)'."""
-    if returncode >= 0:
-        return f"exited with code {returncode}"
-    number = -returncode
-    try:
-        name = signal.Signals(number).name
-    except ValueError:
-        name = "an unknown signal"
-    return f"was killed by signal {name} ({number})"

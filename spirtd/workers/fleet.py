@@ -1,5 +1,5 @@
 """Every worker process of one pool, from launch until reaped: starting one
-(bounded by start_timeout_s), killing one with a reason counted once,
+(bounded by start_timeout_s), killing one with its end (WorkerEnd) counted once,
 stopping one (drain, then kill), the memory watchdog, and stopping them all
 at close. The pool decides when; this module does it and keeps count.
 
@@ -18,15 +18,11 @@ from typing import Any
 
 from spirtd.clock import Clock, clock_timeout
 from spirtd.errors import ProtocolError, WorkerStartFailed
-from spirtd.workers.failures import FailureKind
 from spirtd.workers.memwatch import rss_mb
 from spirtd.workers.config import PoolConfig
-from spirtd.workers.process import Worker
+from spirtd.workers.process import EndKind, Worker, WorkerEnd, exit_end
 
 Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Task[Any] | None"]
-
-CANCELLED = "cancelled"  # lost reason: killed because its invocation or start was cancelled
-STOP_GRACE_EXPIRED = "stop_grace_expired"  # lost reason: did not exit when asked
 
 
 class WorkerFleet:
@@ -51,7 +47,7 @@ class WorkerFleet:
         self._workers: set[Worker] = set()  # launched and not yet reaped
         self.started = 0  # processes launched
         self.stopped = 0  # processes that exited when asked
-        self.lost: Counter[str] = Counter()  # processes that ended otherwise, by reason
+        self.lost: Counter[str] = Counter()  # processes that ended otherwise, by EndKind value
 
     def __len__(self) -> int:
         return len(self._workers)
@@ -75,26 +71,21 @@ class WorkerFleet:
                 f"worker {worker.pid} was not ready within start_timeout_s ({limit_s:g} s) "
                 f"while importing {self._handler}"
             )
-            self.kill(worker, FailureKind.START_FAILED, reason)
+            self.kill(worker, WorkerEnd(EndKind.START_FAILED, reason))
             raise WorkerStartFailed(reason) from None
         except (WorkerStartFailed, ProtocolError) as exc:
-            self.kill(worker, FailureKind.START_FAILED, str(exc))
+            self.kill(worker, WorkerEnd(EndKind.START_FAILED, str(exc)))
             raise WorkerStartFailed(str(exc)) from None
         except BaseException:
-            self.kill(worker, CANCELLED, f"worker {worker.pid}: its start was cancelled")
+            self.kill(worker, WorkerEnd(EndKind.CANCELLED, f"worker {worker.pid}: its start was cancelled"))
             raise
         return worker, self._clock.monotonic() - mark
 
-    def kill(self, worker: Worker, kind: FailureKind | str, reason: str) -> None:
-        """SIGKILL (if it still runs), with the reason kept as its verdict
-        (the first one wins); counted once as lost by `kind`; reaped in the
-        background."""
-        if worker.verdict is None:
-            worker.verdict = (kind if isinstance(kind, FailureKind) else FailureKind.CRASHED, reason)
+    def kill(self, worker: Worker, end: WorkerEnd) -> None:
+        """SIGKILL (if it still runs), recording `end` (the first end
+        recorded wins, and is counted once); reaped in the background."""
+        self._record(worker, end)
         worker.kill()
-        if not worker.ended:
-            worker.ended = True
-            self.lost[kind.value if isinstance(kind, FailureKind) else kind] += 1
         self._spawn(self._reap(worker))
 
     async def stop(self, worker: Worker) -> None:
@@ -106,9 +97,9 @@ class WorkerFleet:
         except TimeoutError:
             reason = f"worker {worker.pid} did not exit within stop_grace_s of its stdin closing: killed"
             self._log.warning("%s", reason)
-            self.kill(worker, STOP_GRACE_EXPIRED, reason)
+            self.kill(worker, WorkerEnd(EndKind.STOP_GRACE_EXPIRED, reason))
             return
-        self._ended(worker, code)
+        self._record(worker, exit_end(worker.pid, code))
         self._workers.discard(worker)
 
     async def close(self) -> None:
@@ -129,11 +120,10 @@ class WorkerFleet:
             for worker in workers:
                 if worker.returncode is None:
                     worker.kill()
-                    if not worker.ended:
-                        worker.ended = True
-                        self.lost[STOP_GRACE_EXPIRED] += 1
+                    reason = f"worker {worker.pid} did not exit within stop_grace_s of the pool closing: killed"
+                    self._record(worker, WorkerEnd(EndKind.STOP_GRACE_EXPIRED, reason))
                 else:
-                    self._ended(worker, worker.returncode)
+                    self._record(worker, exit_end(worker.pid, worker.returncode))
         try:
             async with clock_timeout(self._clock, self._config.stop_grace_s):
                 for worker in workers:  # SIGKILLed: their exit comes at once
@@ -146,7 +136,7 @@ class WorkerFleet:
     async def watch_memory(self, limit_mb: int) -> None:
         """Forever: every memory_poll_s, kills each worker whose VmRSS is over
         limit_mb. The attempt running on it (if any) sees its pipe end and
-        reports the verdict; an idle one is replaced when next used."""
+        reports its end; an idle one is replaced when next used."""
         while True:
             await self._clock.sleep(self._config.memory_poll_s)
             for worker in list(self._workers):
@@ -155,15 +145,16 @@ class WorkerFleet:
                 used = rss_mb(worker.pid)
                 if used is not None and used > limit_mb:
                     reason = f"worker {worker.pid} used {used:.0f} MB, over the limit of {limit_mb} MB: killed"
-                    self.kill(worker, FailureKind.OVER_MEMORY, reason)
+                    self.kill(worker, WorkerEnd(EndKind.OVER_MEMORY, reason))
 
-    def _ended(self, worker: Worker, code: int) -> None:
-        if not worker.ended:
-            worker.ended = True
-            if code == 0:
-                self.stopped += 1
-            else:
-                self.lost[FailureKind.CRASHED.value] += 1
+    def _record(self, worker: Worker, end: WorkerEnd) -> None:
+        """Counts a worker's end, once: the first end recorded is the one."""
+        if not worker.record_end(end):
+            return
+        if end.kind is EndKind.STOPPED:
+            self.stopped += 1
+        else:
+            self.lost[end.kind.value] += 1
 
     async def _reap(self, worker: Worker) -> None:
         await worker.wait()

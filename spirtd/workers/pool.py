@@ -44,7 +44,7 @@ import itertools
 import logging
 import os
 import sys
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -52,10 +52,12 @@ from typing import Any
 from spirtd.clock import Clock, clock_timeout
 from spirtd.errors import ConfigError, InvocationFailed, PoolClosed, ProtocolError, SpirtError, WorkerStartFailed
 from spirtd.workers import protocol
-from spirtd.workers.failures import AttemptFailure, FailureKind, describe_exit
-from spirtd.workers.fleet import CANCELLED, WorkerFleet
+from spirtd.processes import describe_exit
+from spirtd.tasks import TaskSet
+from spirtd.workers.failures import AttemptFailure, FailureKind
+from spirtd.workers.fleet import WorkerFleet
 from spirtd.workers.config import PoolConfig, PoolMode
-from spirtd.workers.process import Worker
+from spirtd.workers.process import EndKind, Worker, WorkerEnd
 from spirtd.workers.worker_main import check_handler_spec
 
 WORKER_MODULE = "spirtd.workers.worker_main"
@@ -94,8 +96,7 @@ class PoolStats:
     retries: int  # attempts after the first
     workers_started: int  # processes launched (ready or not)
     workers_stopped: int  # processes that exited when asked (stdin closed)
-    workers_lost: Mapping[str, int]  # processes that ended otherwise, by reason (FailureKind values,
-    #                                  "cancelled", "stop_grace_expired")
+    workers_lost: Mapping[str, int]  # processes that ended otherwise, by EndKind value
     live_workers: int  # processes not yet reaped
 
 
@@ -153,12 +154,14 @@ class WorkerPool:
             argv += ["--data-limit-mb", str(config.data_limit_mb)]
         worker_env = dict(os.environ) if config.inherit_env else {}
         worker_env.update(env or {})
+        # Spawns run nothing once the pool is closing: aclose then stops and reaps
+        # every process itself.
+        self._tasks = TaskSet()
         self._fleet = WorkerFleet(
-            config, argv, worker_env, handler=handler, clock=clock, log=self._log, spawn=self._spawn
+            config, argv, worker_env, handler=handler, clock=clock, log=self._log, spawn=self._tasks.spawn
         )  # fmt: skip
         self._phase = PoolPhase.NEW
         self._group: asyncio.TaskGroup | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._slots: asyncio.Queue[_Slot] = asyncio.Queue()
         self._all_slots = [_Slot(i) for i in range(config.concurrency)]
         self._seq = itertools.count(1)
@@ -177,11 +180,12 @@ class WorkerPool:
         group = asyncio.TaskGroup()
         await group.__aenter__()
         self._group, self._phase = group, PoolPhase.RUNNING
+        self._tasks.open(group)
         try:
             if self._config.mode is PoolMode.WARM:
                 await self._fill_all()
             if self._config.memory_limit_mb is not None:
-                self._spawn(self._fleet.watch_memory(self._config.memory_limit_mb))
+                self._tasks.spawn(self._fleet.watch_memory(self._config.memory_limit_mb))
         except BaseException:
             await self.aclose()
             raise
@@ -202,8 +206,7 @@ class WorkerPool:
         self._phase = PoolPhase.CLOSED
         group, self._group = self._group, None
         try:
-            for task in list(self._tasks):
-                task.cancel()  # an invocation cancelled mid-call kills its worker
+            self._tasks.close()  # an invocation cancelled mid-call kills its worker
             if group is not None:
                 await group.__aexit__(None, None, None)
         finally:
@@ -225,7 +228,7 @@ class WorkerPool:
             line = protocol.encode(protocol.Invoke(seq=seq, request=request))
         except ProtocolError as exc:
             raise ConfigError(f"{what} cannot be sent to a worker: {exc}") from None
-        task = self._spawn(self._invoke(seq, line, what, request.get("id")))
+        task = self._tasks.spawn(self._invoke(seq, line, what, request.get("id")))
         if task is None:
             raise PoolClosed(f"the worker pool is {self._phase.value}")
         try:
@@ -309,30 +312,30 @@ class WorkerPool:
         except TimeoutError:
             if not scope.expired():
                 raise
-            reason = f"worker {worker.pid} timed out after {timeout_s:g} s: killed"
-            self._lose(slot, worker, FailureKind.TIMED_OUT, reason)
-            return failed(FailureKind.TIMED_OUT, worker.pid, reason)
+            end = WorkerEnd(EndKind.TIMED_OUT, f"worker {worker.pid} timed out after {timeout_s:g} s: killed")
+            self._lose(slot, worker, end)
+            return failed(end.failure_kind, worker.pid, end.reason)
         except ProtocolError as exc:
-            reason = f"worker {worker.pid} broke the protocol ({exc}): killed"
-            self._lose(slot, worker, FailureKind.PROTOCOL_ERROR, reason)
-            return failed(FailureKind.PROTOCOL_ERROR, worker.pid, reason)
+            end = WorkerEnd(EndKind.PROTOCOL_ERROR, f"worker {worker.pid} broke the protocol ({exc}): killed")
+            self._lose(slot, worker, end)
+            return failed(end.failure_kind, worker.pid, end.reason)
         except BaseException:  # cancelled mid-call: what the worker does next is unknown
-            self._lose(slot, worker, CANCELLED, f"worker {worker.pid}: its invocation was cancelled: killed")
+            reason = f"worker {worker.pid}: its invocation was cancelled: killed"
+            self._lose(slot, worker, WorkerEnd(EndKind.CANCELLED, reason))
             raise
         run_s = self._clock.monotonic() - sent
         if reply is None:
-            crash = (FailureKind.CRASHED, f"worker {worker.pid} crashed: it {describe_exit(code)}")
-            kind, reason = worker.verdict or crash
-            self._lose(slot, worker, kind, reason)
-            return failed(kind, worker.pid, reason)
+            end = worker.end or WorkerEnd(EndKind.CRASHED, f"worker {worker.pid} crashed: it {describe_exit(code)}")
+            self._lose(slot, worker, end)
+            return failed(end.failure_kind, worker.pid, end.reason)
         if not reply.ok or reply.reply is None:
             if reply.error_type == "MemoryError":
-                reason = (
+                end = WorkerEnd(EndKind.OVER_MEMORY, (
                     f"worker {worker.pid} ran out of memory (the handler raised MemoryError at the "
                     f"RLIMIT_DATA backstop of {self._config.data_limit_mb} MB): killed"
-                )
-                self._lose(slot, worker, FailureKind.OVER_MEMORY, reason)
-                return failed(FailureKind.OVER_MEMORY, worker.pid, reason)
+                ))  # fmt: skip
+                self._lose(slot, worker, end)
+                return failed(end.failure_kind, worker.pid, end.reason)
             self._log.debug("worker %d: handler traceback:\n%s", worker.pid, reply.traceback)
             self._done_with(worker)
             reason = f"worker {worker.pid}: the handler raised {reply.error_type}: {reply.error}"
@@ -350,9 +353,9 @@ class WorkerPool:
         if idle is not None and not idle.usable:  # died, or was condemned, while idle
             code = idle.returncode
             died = f"worker {idle.pid} died while idle: it {describe_exit(code)}" if code is not None else ""
-            kind, reason = idle.verdict or (FailureKind.CRASHED, died)
-            self._log.warning("%s; starting another", reason)
-            self._lose(slot, idle, kind, reason)
+            end = idle.end or WorkerEnd(EndKind.CRASHED, died)
+            self._log.warning("%s; starting another", end.reason)
+            self._lose(slot, idle, end)
         if slot.replacing is not None and not slot.replacing.done():
             await asyncio.wait([slot.replacing])  # bounded by start_timeout_s; not cancelled with us
         if slot.worker is not None and slot.worker.usable:
@@ -366,7 +369,7 @@ class WorkerPool:
         """After an attempt that left the worker healthy: warm workers stay,
         cold ones are stopped in the background."""
         if self._config.mode is PoolMode.COLD:
-            self._spawn(self._fleet.stop(worker))
+            self._tasks.spawn(self._fleet.stop(worker))
 
     # -- warm workers --------------------------------------------------------
     async def _fill_all(self) -> None:
@@ -390,24 +393,13 @@ class WorkerPool:
         except WorkerStartFailed as exc:
             self._log.warning("could not replace a worker (the next invocation on it will try again): %s", exc)
 
-    def _lose(self, slot: _Slot, worker: Worker, kind: FailureKind | str, reason: str) -> None:
+    def _lose(self, slot: _Slot, worker: Worker, end: WorkerEnd) -> None:
         """Kills a worker that failed (if it still runs) and, in warm mode,
         starts its replacement in the background."""
-        self._fleet.kill(worker, kind, reason)
+        self._fleet.kill(worker, end)
         if self._config.mode is PoolMode.WARM:
             slot.worker = None
-            slot.replacing = self._spawn(self._replace(slot))
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | None:
-        """Runs coro in the pool's TaskGroup; not at all once the pool is
-        closing (aclose then stops and reaps every process itself)."""
-        if self._group is None:
-            coro.close()
-            return None
-        task = self._group.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+            slot.replacing = self._tasks.spawn(self._replace(slot))
 
 
 def describe_request(request: Any, seq: int) -> str:

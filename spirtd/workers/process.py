@@ -1,18 +1,64 @@
 """One worker process, seen from the pool: launch it, wait until it is ready,
 send it one request at a time, close or kill it. No timeouts and no policy
 here: the pool applies its time limits as scopes around these calls and
-decides what a failure means.
+decides what a failure means. How a worker ended is one value, WorkerEnd,
+recorded once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from spirtd.errors import ProtocolError, WorkerStartFailed
+from spirtd.processes import describe_exit
 from spirtd.workers import protocol
-from spirtd.workers.failures import FailureKind, describe_exit
+from spirtd.workers.failures import FailureKind
+
+
+class EndKind(enum.Enum):
+    """How a worker process ended, as the pool counts it (PoolStats: stopped,
+    or lost by this value)."""
+
+    STOPPED = "stopped"  # it exited with code 0 once its stdin closed
+    CRASHED = "crashed"  # it died on its own, or exited non-zero when asked to stop
+    TIMED_OUT = "timed_out"  # killed: no reply within invocation_timeout_s
+    OVER_MEMORY = "over_memory"  # killed: over memory_limit_mb, or MemoryError at the RLIMIT_DATA backstop
+    PROTOCOL_ERROR = "protocol_error"  # killed: it wrote something that is not a protocol message
+    START_FAILED = "start_failed"  # killed: it was not ready within start_timeout_s, or could not be
+    CANCELLED = "cancelled"  # killed: its invocation or its start was cancelled
+    STOP_GRACE_EXPIRED = "stop_grace_expired"  # killed: it did not exit within stop_grace_s when asked
+
+
+# What an attempt whose worker ended so reports. A worker killed for another
+# reason (cancelled, too slow to stop) crashed, as far as an attempt can see.
+_ATTEMPT_FAILURES = {
+    EndKind.CRASHED: FailureKind.CRASHED,
+    EndKind.TIMED_OUT: FailureKind.TIMED_OUT,
+    EndKind.OVER_MEMORY: FailureKind.OVER_MEMORY,
+    EndKind.PROTOCOL_ERROR: FailureKind.PROTOCOL_ERROR,
+    EndKind.START_FAILED: FailureKind.START_FAILED,
+}
+
+
+@dataclass(frozen=True)
+class WorkerEnd:
+    kind: EndKind
+    reason: str  # in words, starting with the worker ("worker 123 timed out after 2.0 s: killed")
+
+    @property
+    def failure_kind(self) -> FailureKind:
+        return _ATTEMPT_FAILURES.get(self.kind, FailureKind.CRASHED)
+
+
+def exit_end(pid: int, returncode: int) -> WorkerEnd:
+    """The end of a worker that exited when asked to stop."""
+    if returncode == 0:
+        return WorkerEnd(EndKind.STOPPED, f"worker {pid} exited when asked")
+    return WorkerEnd(EndKind.CRASHED, f"worker {pid} {describe_exit(returncode)} when asked to stop")
 
 
 class Worker:
@@ -23,10 +69,7 @@ class Worker:
         self._proc = proc
         self._max_message_bytes = max_message_bytes
         self.pid: int = proc.pid
-        self.verdict: tuple[FailureKind, str] | None = None
-        """Set by the pool when it decides to kill the worker, with the reason
-        in words, so that whoever then sees its pipe break reports why."""
-        self.ended = False  # the pool has counted this worker as stopped or lost
+        self._end: WorkerEnd | None = None
         self.calls = 0
 
     @classmethod
@@ -50,9 +93,23 @@ class Worker:
         return self._proc.returncode
 
     @property
+    def end(self) -> WorkerEnd | None:
+        """How it ended, as the pool decided (killing it) or saw; None while
+        it may serve. Whoever then sees its pipe break reports this reason."""
+        return self._end
+
+    def record_end(self, end: WorkerEnd) -> bool:
+        """Records how it ended; the first end wins. True when this one did
+        (the pool then counts it, once)."""
+        if self._end is not None:
+            return False
+        self._end = end
+        return True
+
+    @property
     def usable(self) -> bool:
-        """Alive as far as we know, and not condemned."""
-        return self.verdict is None and self._proc.returncode is None
+        """Alive as far as we know, and not ended."""
+        return self._end is None and self._proc.returncode is None
 
     async def wait_ready(self) -> protocol.Ready:
         """Waits for the ready line. Raises WorkerStartFailed when the handler
@@ -61,7 +118,7 @@ class Worker:
         message = await self._read()
         if message is None:
             code = await self._proc.wait()
-            why = f" ({self.verdict[1]})" if self.verdict else ""
+            why = f" ({self._end.reason})" if self._end else ""
             raise WorkerStartFailed(f"worker {self.pid} {describe_exit(code)} before it was ready{why}")
         if isinstance(message, protocol.Fatal):
             raise WorkerStartFailed(f"worker {self.pid}: {message.error}")

@@ -37,7 +37,6 @@ message says why); 3 the pool sent something that is not a protocol message;
 from __future__ import annotations
 
 import argparse
-import ctypes
 import importlib
 import os
 import re
@@ -50,6 +49,7 @@ from typing import Any, BinaryIO
 
 from spirtd.clock import Clock, SystemClock
 from spirtd.errors import ConfigError, ProtocolError
+from spirtd.processes import die_with_parent
 from spirtd.workers import chaos, protocol
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
@@ -57,7 +57,6 @@ Handler = Callable[[dict[str, Any]], dict[str, Any]]
 HANDLER_SPEC = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 EXIT_OK, EXIT_NO_HANDLER, EXIT_PROTOCOL, EXIT_ORPHAN = 0, 2, 3, 4
 _MB = 1 << 20
-_PR_SET_PDEATHSIG = 1
 
 
 def check_handler_spec(spec: str) -> None:
@@ -127,18 +126,6 @@ def _take_pipes() -> tuple[BinaryIO, BinaryIO]:
     return os.fdopen(request_fd, "rb"), os.fdopen(reply_fd, "wb")
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """SIGKILL on the parent's death (Linux); exits at once if it is already
-    gone. Elsewhere, or without prctl, does nothing."""
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return
-    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent_pid:  # it died before we asked
-        sys.exit(EXIT_ORPHAN)
-
-
 def _limit_data(limit_mb: int) -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_DATA)
     soft = limit_mb * _MB
@@ -154,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent-pid", type=int, default=None, help="die with this process (the pool's)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if args.parent_pid is not None:
-        _die_with_parent(args.parent_pid)
+    arm = die_with_parent(signal.SIGKILL, args.parent_pid) if args.parent_pid is not None else None
+    if arm is not None and not arm():
+        return EXIT_ORPHAN  # the pool died before the worker asked
     requests, replies = _take_pipes()
     clock = SystemClock()
     if args.data_limit_mb is not None:

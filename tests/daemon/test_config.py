@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from spirtd.daemon import node_state
 from spirtd.daemon.config import build, from_environment, load, parse_address
 from spirtd.errors import ConfigError
 
@@ -90,3 +91,81 @@ def test_environment_variables_read():
 @pytest.mark.parametrize("text, expected", [("10.0.0.1:7100", ("10.0.0.1", 7100)), ("[::1]:80", ("::1", 80))])
 def test_parse_address(text, expected):
     assert parse_address(text, what="x") == expected
+
+
+# Every form a bad setting comes in (an environment variable, a TOML value,
+# a flag) and every type: a ConfigError naming the setting, its value and
+# what is expected.
+BASE = {"id": "n1", "listen": "127.0.0.1:0", "insecure": True}
+
+
+@pytest.mark.parametrize(
+    "env, words",
+    [
+        ({"SPIRTD_MAX_MESSAGE_BYTES": "4MB"}, "max_message_bytes must be an integer, not '4MB'"),
+        ({"SPIRTD_HANDSHAKE_TIMEOUT_S": "fast"}, "handshake_timeout_s must be a number, not 'fast'"),
+        ({"SPIRTD_IDLE_TIMEOUT_S": "nan"}, "idle_timeout_s must be a positive number of seconds, not nan"),
+        ({"SPIRTD_INSECURE": "maybe"}, "insecure must be true or false, not 'maybe'"),
+        ({"SPIRTD_LOG_FORMAT": "xml"}, "log_format must be one of text, json, not 'xml'"),
+        ({"SPIRTD_SEEDS": "10.0.0.1"}, "seed '10.0.0.1' is not HOST:PORT"),
+    ],
+)
+def test_config_bad_environment_variable_named(env, words):
+    flags = {k: v for k, v in BASE.items() if f"SPIRTD_{k.upper()}" not in env}
+    with pytest.raises(ConfigError) as info:
+        build({}, from_environment(env), flags)
+    assert words in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("max_connections = 1.5", "max_connections must be an integer, not 1.5"),
+        ("refusal_log_burst = true", "refusal_log_burst must be an integer, not True"),
+        ("crl_poll_s = -1", "crl_poll_s must be a positive number of seconds, not -1.0"),
+        ("advertise = 7100", "advertise must be HOST:PORT text, not 7100"),
+        ("seeds = 5", "seeds must be a list of HOST:PORT texts (or one comma-separated text), not 5"),
+        ('seeds = ["10.0.0.1:1", 2]', "seeds must be a list of HOST:PORT texts"),
+        ("data_dir = 5", "data_dir must be a path (text), not 5"),
+        ("certs_dir = true", "certs_dir must be a path (text), not True"),
+        ('log_level = "loud"', "log_level must be one of debug, info, warning, error, not 'loud'"),
+        ('insecure = "perhaps"', "insecure must be true or false, not 'perhaps'"),
+        ('[store]\npersistence = "bogus"', "persistence must be aof, rdb or none, not 'bogus'"),
+        ('[store]\nthreads = "two"', "threads must be between 1 and 256, not 'two'"),
+        ("[store]\nredis_server = 5", "redis_server must be a file name, not 5"),
+        ('[membership]\nprobe_interval_s = "x"', "probe_interval_s must be a number of seconds, not 'x'"),
+        ("[jobs]\nkeep_jobs = 0.5", "keep_jobs must be an integer from 1"),
+    ],
+)
+def test_config_bad_file_value_named(tmp_path, text, words):
+    path = tmp_path / "c.toml"
+    path.write_text(text + "\n")
+    flags = {k: v for k, v in BASE.items() if not text.startswith(k)}
+    with pytest.raises(ConfigError) as info:
+        load(path, {}, flags)
+    assert words in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        ({"listen": "nonsense"}, "--listen 'nonsense' is not HOST:PORT"),
+        ({"seeds": "a:1,b"}, "seed 'b' is not HOST:PORT"),
+        ({"log_level": "loud"}, "log_level must be one of debug, info, warning, error, not 'loud'"),
+        ({"insecure": "x"}, "insecure must be true or false, not 'x'"),
+        ({"data_dir": 5}, "data_dir must be a path (text), not 5"),
+    ],
+)
+def test_config_bad_flag_named(flags, words):
+    with pytest.raises(ConfigError) as info:
+        build({}, {}, {**BASE, **flags})
+    assert words in str(info.value)
+
+
+def test_config_data_dir_that_cannot_be_made(tmp_path):
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("")
+    with pytest.raises(ConfigError, match=f"data_dir '{in_the_way}' must be a folder"):
+        node_state.make_data_dir(in_the_way)
+    with pytest.raises(ConfigError, match="data_dir .* cannot be made: Not a directory"):
+        node_state.make_data_dir(in_the_way / "sub")

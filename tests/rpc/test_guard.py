@@ -9,7 +9,7 @@ import logging
 import grpc
 import pytest
 
-from spirtd.errors import SecurityError
+from spirtd.errors import ConfigError, SecurityError
 from spirtd.rpc.counters import Counters
 from spirtd.rpc.guard import Guard, caller
 from spirtd.rpc.server import RpcServer
@@ -182,3 +182,8 @@ async def test_a_bug_in_a_handler_is_internal_with_its_traceback_only_in_the_log
     logged = [r for r in caplog.records if "internal error" in r.getMessage()]
     assert logged and logged[0].exc_info and "a bug in a handler" in str(logged[0].exc_info[1])
     assert await call(certs, port, "alice", "/spirt.v1.Control/Status") == b"alice"
+
+
+def test_guard_without_a_ca_needs_insecure():
+    with pytest.raises(ConfigError, match="a CA certificate is needed unless insecure"):
+        Guard(None, None, Counters(), max_message_bytes=LIMIT)

@@ -4,7 +4,7 @@ import pytest
 
 from spirtd import machine
 from spirtd.errors import ConfigError
-from spirtd.store.server import DEFAULT_MEMORY_SHARE, StoreServerConfig, render_config
+from spirtd.store.server import DEFAULT_MEMORY_SHARE, StoreServerConfig, prepare, render_config
 
 
 def test_the_default_store_is_durable_and_bounded(short_tmp):
@@ -60,3 +60,9 @@ def test_rdb_persists_on_sigterm(start_redis):
 def test_bad_save_rules_are_refused(tmp_path, rules):
     with pytest.raises(ConfigError, match="rdb_save"):
         StoreServerConfig(data_dir=tmp_path, rdb_save=rules)
+
+
+def test_missing_module_path_is_a_config_error(tmp_path):
+    cfg = StoreServerConfig(data_dir=tmp_path / "store", module_path=tmp_path / "nope.so")
+    with pytest.raises(ConfigError, match=f"module_path '{tmp_path}/nope.so' must be spirt's built module"):
+        prepare(cfg)

@@ -25,7 +25,7 @@ from spirtd.errors import (
     WorkerStartFailed,
 )
 from spirtd.workers import protocol
-from spirtd.workers.failures import FailureKind, describe_exit
+from spirtd.workers.failures import FailureKind
 from spirtd.workers.memwatch import parse_vmrss_kb, rss_mb
 from spirtd.workers.pool import InvocationResult, WorkerPool
 from spirtd.workers.config import PoolConfig, PoolMode
@@ -431,9 +431,3 @@ def test_memwatch_reads_vmrss():
     own = rss_mb(os.getpid())
     assert own is not None and own > 1
     assert rss_mb(2**22 + 1) is None  # above pid_max: never a process
-
-
-def test_failures_describe_exit_statuses():
-    assert describe_exit(3) == "exited with code 3"
-    assert describe_exit(-signal.SIGKILL) == "was killed by signal SIGKILL (9)"
-    assert describe_exit(-200) == "was killed by signal an unknown signal (200)"
