@@ -260,9 +260,8 @@ class Daemon:
         if self.store_backend not in EXTERNAL_BACKENDS:
             raise ConfigError(f"[store] url {redacted(cfg.url)} is a Redis with neither spirt's module nor RedisAI: "
                               "workers need a store that speaks RedisAI's tensor protocol")  # fmt: skip
-        info = await self.tensors.client.info("memory")
         _log.info("using the external store at %s (%s)", redacted(cfg.url), self.store_backend)
-        return store_env(url=cfg.url), int(info.get("maxmemory", 0)) or None
+        return store_env(url=cfg.url), await self.tensors.memory_limit_bytes()
 
     def _security(self) -> tuple[object, bytes | None, Guard]:
         cfg = self.config

@@ -208,6 +208,12 @@ class TensorStore(abc.ABC):
             raise StoreError("the store's INFO reply has no run_id")
         return str(run_id)
 
+    async def memory_limit_bytes(self) -> int | None:
+        """The server's maxmemory (None: it has none)."""
+        info = await self._call("INFO", "memory")
+        limit = int(info.get("maxmemory", 0)) if isinstance(info, dict) else 0
+        return limit or None
+
     async def flush_to_disk(self) -> None:
         """Returns once everything written so far is fsynced to the append
         only file (when the store keeps one): a durability barrier, for
