@@ -1,0 +1,317 @@
+"""Agreement on one round of a job among its peers, with no coordinator: a
+pure state machine fed messages, membership news and `now`, returning
+effects (see docs/rounds.md for the whole protocol).
+
+An attempt of round r fixes its participants. A peer proposes the members
+it believes alive (from the second attempt on: those that proposed this
+round with its own state); the attempt is agreed when every participant
+proposed exactly that. The driver then exchanges and updates, and reports
+the digest of the new version; the round commits at a peer when a strict
+majority of the attempt's participants reported the digest it holds. A peer
+reports for one attempt of a round only (its vote), so two attempts of one
+round can never both commit. Death of a participant, a deadline, or
+disagreeing proposals abort the attempt before the report; the next one
+starts at once with the current view.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
+
+from spirtd.exchange.config import AgreementConfig
+from spirtd.exchange.formulas import quorum, ranked
+from spirtd.exchange.messages import AttemptKey, Message, Propose, Report
+
+
+class AgreementPhase(enum.Enum):
+    IDLE = "idle"  # no round started
+    WAITING = "waiting"  # too few of the previous participants: waits, then tries again
+    PROPOSING = "proposing"  # waits for every participant's proposal
+    WORKING = "working"  # agreed: the driver exchanges and updates
+    REPORTING = "reporting"  # reported its digest: waits for a majority
+    DONE = "done"  # committed, or told to resync
+
+
+@dataclass(frozen=True)
+class Send:
+    to: str
+    message: Message
+
+
+@dataclass(frozen=True)
+class Agreed:
+    """Run the exchange and the update of this attempt, then call updated()."""
+
+    key: AttemptKey
+
+
+@dataclass(frozen=True)
+class Aborted:
+    key: AttemptKey
+    reason: str
+
+
+@dataclass(frozen=True)
+class WaitingForQuorum:
+    round: int
+    have: int
+    need: int
+
+
+@dataclass(frozen=True)
+class Committed:
+    """The round's new version has digest `state`, and `supporters` (a strict
+    majority of the attempt's participants) reported holding it."""
+
+    key: AttemptKey
+    state: str
+    supporters: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Resync:
+    """This peer's state is not the one a majority holds: fetch `state`
+    (of round `round`) from one of `sources`."""
+
+    round: int
+    state: str
+    sources: tuple[str, ...]
+
+
+Effect = Send | Agreed | Aborted | WaitingForQuorum | Committed | Resync
+
+
+@dataclass
+class _Round:
+    number: int
+    state: str  # digest of the version the round starts from
+    previous: frozenset[str]  # participants of the last committed round (empty: none known)
+    attempt: int = 0
+    key: AttemptKey | None = None
+    proposals: dict[int, dict[str, Propose]] = field(default_factory=dict)
+    same_state: set[str] = field(default_factory=set)  # proposed this round with our state
+    listed: set[str] = field(default_factory=set)  # named as participants by those proposals
+    unresponsive: set[str] = field(default_factory=set)  # named, but silent through an attempt
+    dead: set[str] = field(default_factory=set)  # declared dead by membership
+    reports: dict[AttemptKey, dict[str, Report]] = field(default_factory=dict)
+    voted: AttemptKey | None = None  # the one attempt we reported for
+    newer: dict[tuple[int, str], set[str]] = field(default_factory=dict)  # later rounds' proposers
+    abandoned: set[tuple[int, str]] = field(default_factory=set)  # (attempt, peer): it proposed a later one
+    new_state: str = ""
+
+
+class RoundAgreement:
+    def __init__(self, me: str, job: str, config: AgreementConfig | None = None) -> None:
+        self.me = me
+        self.job = job
+        self.config = config or AgreementConfig()
+        self.phase = AgreementPhase.IDLE
+        self._alive: set[str] = {me}
+        self._round: _Round | None = None
+        self._deadline: float | None = None
+
+    # ---- inputs ----
+
+    def start(self, round_number: int, state: str, previous: Collection[str], alive: Collection[str],
+              now: float) -> list[Effect]:  # fmt: skip
+        """Begins round_number from a version with digest `state`; previous
+        holds the last committed round's participants."""
+        self._alive = set(alive) | {self.me}
+        self._round = _Round(round_number, state, frozenset(previous))
+        return self._begin(0, now)
+
+    def view(self, alive: Collection[str]) -> None:
+        """The members membership holds alive now (used by the next attempt)."""
+        self._alive = set(alive) | {self.me}
+
+    def member_dead(self, member: str, now: float) -> list[Effect]:
+        self._alive.discard(member)
+        r = self._round
+        if r is None or member == self.me:
+            return []
+        r.same_state.discard(member)
+        r.dead.add(member)
+        for vouching in r.newer.values():
+            vouching.discard(member)
+        if self.phase is AgreementPhase.PROPOSING and member in r.key.participants:
+            return self._abort(f"participant {member} died", now)
+        if self.phase is AgreementPhase.REPORTING:
+            return self._maybe_release(r, now)
+        # Working: the exchange knows whether it still needs the dead peer
+        # (the driver calls work_failed); reporting: the others may still
+        # make a majority.
+        return []
+
+    def receive(self, message: Message, now: float) -> list[Effect]:
+        r = self._round
+        if r is None or message.job != self.job or message.sender == self.me:
+            return []
+        if isinstance(message, Propose):
+            return self._on_propose(r, message, now)
+        return self._on_report(r, message)
+
+    def updated(self, state: str, now: float) -> list[Effect]:
+        """The driver finished the agreed attempt: the new version's digest."""
+        r = self._round
+        if r is None or self.phase is not AgreementPhase.WORKING:
+            return []
+        r.voted, r.new_state = r.key, state
+        self.phase = AgreementPhase.REPORTING
+        self._deadline = now + self.config.report_timeout_s
+        report = Report(self.me, self.job, r.key, state)
+        r.reports.setdefault(r.key, {})[self.me] = report
+        return [*self._to_others(r.key, report), *self._check_reports(r)]
+
+    def work_failed(self, reason: str, now: float) -> list[Effect]:
+        """The exchange of the agreed attempt failed (a stream refused, a
+        deadline): the attempt is given up before anyone reported."""
+        if self.phase is not AgreementPhase.WORKING:
+            return []
+        return self._abort(reason, now)
+
+    def tick(self, now: float) -> list[Effect]:
+        if self._deadline is None or now < self._deadline:
+            return []
+        r = self._round
+        if self.phase is AgreementPhase.WAITING:
+            return self._begin(r.attempt + 1, now)
+        if self.phase is AgreementPhase.PROPOSING:
+            missing = [p for p in r.key.participants if p != self.me and p not in r.proposals.get(r.attempt, {})]
+            r.unresponsive |= set(missing)
+            return self._abort(f"no proposal from {', '.join(missing)} within propose_timeout_s", now)
+        if self.phase is AgreementPhase.REPORTING:
+            # Our vote stands: say it again, so that those who missed it
+            # (and their reports) can still make a majority.
+            self._deadline = now + self.config.report_timeout_s
+            return self._to_others(r.voted, replace(r.reports[r.voted][self.me], again=True))
+        return []
+
+    def next_deadline(self) -> float | None:
+        return self._deadline
+
+    @property
+    def key(self) -> AttemptKey | None:
+        return self._round.key if self._round else None
+
+    # ---- proposals ----
+
+    def _begin(self, attempt: int, now: float) -> list[Effect]:
+        r = self._round
+        r.attempt = attempt
+        # First the view; then those that proposed this round with our state
+        # and those they named (news of life the view may not have yet),
+        # less the dead and those that stayed silent through an attempt.
+        candidates = self._alive if attempt == 0 else r.same_state | r.listed
+        participants = ranked((candidates | {self.me}) - r.dead - r.unresponsive)
+        need = quorum(len(r.previous), self.config.quorum_fraction) if r.previous else 1
+        have = len(r.previous & set(participants)) if r.previous else len(participants)
+        r.key = AttemptKey(r.number, attempt, participants)
+        self._deadline = now + self.config.propose_timeout_s
+        if have < need:
+            self.phase = AgreementPhase.WAITING
+            return [WaitingForQuorum(r.number, have, need)]
+        self.phase = AgreementPhase.PROPOSING
+        proposal = Propose(self.me, self.job, r.key, r.state)
+        r.proposals.setdefault(attempt, {})[self.me] = proposal
+        return [*self._to_others(r.key, proposal), *self._check_proposals(r, now)]
+
+    def _on_propose(self, r: _Round, m: Propose, now: float) -> list[Effect]:
+        if m.key.round > r.number and self.phase is not AgreementPhase.DONE:
+            return self._on_newer(r, m)
+        if m.key.round != r.number:
+            return []  # an older round: that peer learns from our proposals
+        if m.state != r.state:
+            return []  # same round, another state: not a participant of ours
+        r.same_state.add(m.sender)
+        r.listed |= set(m.key.participants)
+        r.unresponsive.discard(m.sender)
+        r.proposals.setdefault(m.key.attempt, {})[m.sender] = m
+        relayed = self._relay_reports(r, m.sender)
+        if m.key.attempt > r.attempt:
+            r.abandoned.add((r.attempt, m.sender))  # it proposes again: it did not vote for ours
+        if self.phase is AgreementPhase.WORKING and m.key.attempt > r.attempt and m.sender in r.key.participants:
+            return [*relayed, Aborted(r.key, f"{m.sender} gave up this attempt"), *self._begin(m.key.attempt, now)]
+        if self.phase is AgreementPhase.REPORTING:
+            return [*relayed, *self._maybe_release(r, now)]
+        if self.phase in (AgreementPhase.PROPOSING, AgreementPhase.WAITING) and m.key.attempt > r.attempt:
+            return [*relayed, *self._begin(m.key.attempt, now)]  # catch up with the newest attempt
+        if self.phase is AgreementPhase.WAITING and m.sender not in r.key.participants:
+            return [*relayed, *self._begin(r.attempt + 1, now)]  # someone new: try with it
+        if self.phase is AgreementPhase.PROPOSING:
+            return [*relayed, *self._check_proposals(r, now)]
+        return relayed
+
+    def _on_newer(self, r: _Round, m: Propose) -> list[Effect]:
+        """Peers already propose a later round: once a majority of one such
+        proposal's participants vouch for the same state, fetch it."""
+        vouching = r.newer.setdefault((m.key.round, m.state), set())
+        vouching.add(m.sender)
+        if len(vouching) < quorum(len(m.key.participants)):
+            return []
+        self.phase, self._deadline = AgreementPhase.DONE, None
+        return [Resync(m.key.round, m.state, tuple(sorted(vouching)))]
+
+    def _relay_reports(self, r: _Round, to: str) -> list[Effect]:
+        """The digests reported this round, for a peer that is still
+        proposing: they may make up a majority it missed."""
+        return [Send(to, report) for reports in r.reports.values() for sender, report in reports.items()
+                if sender != to]  # fmt: skip
+
+    def _maybe_release(self, r: _Round, now: float) -> list[Effect]:
+        """Our vote goes once no majority of its attempt can have voted: the
+        others have proposed again (so did not vote) or are dead."""
+        key = r.voted
+        gone = {p for p in key.participants if (key.attempt, p) in r.abandoned or p in r.dead}
+        could_vote = len(key.participants) - len(gone)
+        if could_vote >= quorum(len(key.participants)):
+            return []
+        r.voted, r.new_state = None, ""
+        r.reports.get(key, {}).pop(self.me, None)
+        newest = max(r.proposals)
+        return [Aborted(key, "no majority can report on this attempt any more"), *self._begin(max(newest, key.attempt + 1), now)]
+
+    def _check_proposals(self, r: _Round, now: float) -> list[Effect]:
+        got = r.proposals.get(r.attempt, {})
+        others = [p for p in r.key.participants if p != self.me]
+        if any(p in got and got[p].key != r.key for p in got):
+            differing = sorted(p for p in got if got[p].key != r.key)
+            return self._abort(f"proposals differ ({', '.join(differing)} propose other participants)", now)
+        if all(p in got for p in others):
+            self.phase, self._deadline = AgreementPhase.WORKING, None
+            return [Agreed(r.key)]
+        return []
+
+    def _abort(self, reason: str, now: float) -> list[Effect]:
+        key = self._round.key
+        return [Aborted(key, reason), *self._begin(self._round.attempt + 1, now)]
+
+    # ---- reports ----
+
+    def _on_report(self, r: _Round, m: Report) -> list[Effect]:
+        if m.key.round != r.number or m.sender not in m.key.participants:
+            return []
+        r.reports.setdefault(m.key, {})[m.sender] = replace(m, again=False)
+        answer = self._relay_reports(r, m.sender) if m.again else []
+        if self.phase is AgreementPhase.DONE:
+            return answer
+        return [*answer, *self._check_reports(r)]
+
+    def _check_reports(self, r: _Round) -> list[Effect]:
+        for key, reports in r.reports.items():
+            majority = quorum(len(key.participants))
+            by_state: dict[str, list[str]] = {}
+            for sender, report in reports.items():
+                by_state.setdefault(report.state, []).append(sender)
+            for state, senders in by_state.items():
+                if len(senders) < majority:
+                    continue
+                self.phase, self._deadline = AgreementPhase.DONE, None
+                if key == r.voted and state == r.new_state:
+                    return [Committed(key, state, tuple(sorted(senders)))]
+                return [Resync(r.number + 1, state, tuple(sorted(senders)))]
+        return []
+
+    def _to_others(self, key: AttemptKey, message: Message) -> list[Effect]:
+        return [Send(p, message) for p in key.participants if p != self.me]

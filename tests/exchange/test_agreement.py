@@ -1,0 +1,290 @@
+"""Round agreement on virtual time: peers of one job, their messages carried
+(or lost) by a small in-memory network, membership news given by hand."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+
+import pytest
+
+from spirtd.errors import ConfigError
+from spirtd.exchange.agreement import (
+    Aborted,
+    Agreed,
+    AgreementPhase,
+    Committed,
+    Resync,
+    RoundAgreement,
+    Send,
+    WaitingForQuorum,
+)
+from spirtd.exchange.config import AgreementConfig
+from spirtd.exchange.messages import Message
+
+CONFIG = AgreementConfig(propose_timeout_s=2.0, report_timeout_s=5.0)
+
+
+class Net:
+    """Peers' agreement machines; sends queue up and are delivered by
+    deliver(); drop(sender, to, message) loses messages; dead peers get
+    nothing and say nothing."""
+
+    def __init__(self, peers: list[str]) -> None:
+        self.machines = {p: RoundAgreement(p, "j1", CONFIG) for p in peers}
+        self.queue: list[tuple[str, str, Message]] = []
+        self.effects: dict[str, list] = defaultdict(list)
+        self.drop: Callable[[str, str, Message], bool] = lambda sender, to, message: False
+        self.dead: set[str] = set()
+        self.now = 0.0
+
+    def apply(self, peer: str, effects: list) -> None:
+        for effect in effects:
+            if isinstance(effect, Send):
+                self.queue.append((peer, effect.to, effect.message))
+            else:
+                self.effects[peer].append(effect)
+
+    def start(self, peer: str, round_number: int = 3, state: str = "s3", previous=(), alive=None) -> None:
+        alive = set(self.machines) - self.dead if alive is None else alive
+        self.apply(peer, self.machines[peer].start(round_number, state, previous, alive, self.now))
+
+    def deliver(self) -> None:
+        while self.queue:
+            sender, to, message = self.queue.pop(0)
+            if to in self.dead or sender in self.dead or self.drop(sender, to, message):
+                continue
+            self.apply(to, self.machines[to].receive(message, self.now))
+
+    def advance(self, seconds: float, step: float = 0.5) -> None:
+        end = self.now + seconds
+        while self.now < end:
+            self.now = min(end, self.now + step)
+            for peer, machine in self.machines.items():
+                if peer not in self.dead:
+                    self.apply(peer, machine.tick(self.now))
+            self.deliver()
+
+    def kill(self, peer: str) -> None:
+        self.dead.add(peer)
+        for other, machine in self.machines.items():
+            if other not in self.dead:
+                self.apply(other, machine.member_dead(peer, self.now))
+        self.deliver()
+
+    def of(self, peer: str, kind: type) -> list:
+        return [e for e in self.effects[peer] if isinstance(e, kind)]
+
+    def update_all(self, state_of: Callable[[str], str] = lambda peer: "s4") -> None:
+        """Every live peer that agreed does its exchange and update."""
+        for peer, machine in self.machines.items():
+            if peer not in self.dead and machine.phase is AgreementPhase.WORKING:
+                self.apply(peer, machine.updated(state_of(peer), self.now))
+        self.deliver()
+
+
+def started(peers: list[str], **kwargs) -> Net:
+    net = Net(peers)
+    for peer in peers:
+        net.start(peer, **kwargs)
+    net.deliver()
+    return net
+
+
+def test_peers_that_see_each_other_agree_and_commit_the_same_digest():
+    net = started(["a", "b", "c"])
+    for peer in "abc":
+        (agreed,) = net.of(peer, Agreed)
+        assert agreed.key.participants == ("a", "b", "c") and agreed.key.attempt == 0
+    net.update_all()
+    for peer in "abc":
+        (committed,) = net.of(peer, Committed)
+        assert committed.key == net.machines["a"].key and committed.state == "s4"
+        assert len(committed.supporters) >= 2  # a strict majority of the three
+
+
+def test_a_single_peer_agrees_with_itself():
+    net = started(["a"])
+    assert net.of("a", Agreed)
+    net.update_all()
+    assert net.of("a", Committed)[0].supporters == ("a",)
+
+
+def test_views_that_differ_converge_in_the_next_attempt():
+    net = Net(["a", "b", "c"])
+    net.start("a", alive={"a", "b", "c"})
+    net.start("b", alive={"a", "b"})  # b has not heard of c yet
+    net.start("c", alive={"a", "b", "c"})
+    net.deliver()
+    assert net.of("b", Aborted) and "proposals differ" in net.of("b", Aborted)[0].reason
+    keys = {net.of(peer, Agreed)[-1].key for peer in "abc"}
+    assert len(keys) == 1 and next(iter(keys)).participants == ("a", "b", "c")
+    assert next(iter(keys)).attempt <= 2 and net.now == 0.0  # no deadline was needed
+    net.update_all()
+    assert all(net.of(peer, Committed) for peer in "abc")
+
+
+def test_a_participant_that_dies_while_proposing_is_left_out_at_once():
+    net = Net(["a", "b", "c"])
+    net.dead.add("c")  # it died before its proposals went out; the view still holds it
+    net.start("a", alive={"a", "b", "c"})
+    net.start("b", alive={"a", "b", "c"})
+    net.deliver()
+    assert not net.of("a", Agreed)
+    net.kill("c")  # membership declares it dead: no waiting for the deadline
+    assert net.now == 0.0
+    for peer in "ab":
+        assert "participant c died" in net.of(peer, Aborted)[0].reason
+        assert net.of(peer, Agreed)[0].key.participants == ("a", "b")
+
+
+def test_an_exchange_that_fails_after_a_death_is_tried_again_with_the_living():
+    """A death while working does not abort by itself (the exchange may
+    already hold all it needs from the dead peer); a failed exchange does."""
+    net = started(["a", "b", "c"])
+    net.kill("c")
+    assert not net.of("a", Aborted)
+    for peer in "ab":
+        net.apply(peer, net.machines[peer].work_failed("the all-gather misses shard 2 (owner c died)", net.now))
+    net.deliver()
+    for peer in "ab":
+        assert net.of(peer, Aborted)[0].key.participants == ("a", "b", "c")
+        assert net.of(peer, Agreed)[-1].key.participants == ("a", "b")
+    net.update_all()
+    assert all(net.of(peer, Committed)[0].supporters == ("a", "b") for peer in "ab")
+
+
+def test_a_voter_whose_attempt_cannot_reach_a_majority_any_more_lets_its_vote_go():
+    """a reported; then c died and b, whose exchange failed, proposes again:
+    at most one of three could have voted, so no one can have committed;
+    a joins b's new attempt."""
+    net = started(["a", "b", "c"])
+    net.apply("a", net.machines["a"].updated("s4", net.now))
+    net.dead.add("c")
+    net.queue.clear()  # a's report is lost
+    net.apply("b", net.machines["b"].work_failed("shard 2 missing", net.now))
+    net.deliver()
+    net.kill("c")
+    assert any("no majority can report" in aborted.reason for aborted in net.of("a", Aborted))
+    assert {net.of(peer, Agreed)[-1].key.participants for peer in "ab"} == {("a", "b")}
+    net.update_all()
+    assert all(net.of(peer, Committed)[0].supporters == ("a", "b") for peer in "ab")
+
+
+def test_a_lost_proposal_costs_an_attempt_not_the_round():
+    net = Net(["a", "b", "c"])
+    lost = []
+
+    def drop_once(sender, to, message):
+        if (sender, to) == ("a", "b") and not lost:
+            lost.append(message)
+            return True
+        return False
+
+    net.drop = drop_once
+    for peer in "abc":
+        net.start(peer)
+    net.deliver()
+    assert not net.of("b", Agreed)
+    net.advance(10.0)
+    keys = {net.of(peer, Agreed)[-1].key for peer in "abc"}
+    assert len(keys) == 1 and next(iter(keys)).participants == ("a", "b", "c")
+    net.update_all()
+    assert all(net.of(peer, Committed) for peer in "abc")
+
+
+def test_below_quorum_of_the_previous_participants_a_round_waits():
+    previous = ("a", "b", "c", "d", "e")
+    net = Net(list(previous))
+    net.dead |= {"c", "d", "e"}
+    for peer in "ab":
+        net.start(peer, previous=previous, alive={"a", "b"})
+    net.deliver()
+    assert net.of("a", WaitingForQuorum) == [WaitingForQuorum(3, 2, 3)]
+    net.advance(10.0)
+    assert not net.of("a", Agreed) and net.machines["a"].phase is AgreementPhase.WAITING
+    net.dead.discard("c")  # c comes back and proposes
+    net.start("c", previous=previous, alive={"a", "b", "c"})
+    net.deliver()
+    net.advance(3.0)
+    assert {net.of(peer, Agreed)[-1].key.participants for peer in "abc"} == {("a", "b", "c")}
+
+
+def test_a_partition_trains_on_the_majority_side_only():
+    previous = ("a", "b", "c", "d", "e")
+    net = Net(list(previous))
+    minority, majority = {"a", "b"}, {"c", "d", "e"}
+    net.drop = lambda sender, to, message: (sender in minority) != (to in minority)
+    for peer in previous:
+        net.start(peer, previous=previous, alive=minority if peer in minority else majority)
+    net.deliver()
+    net.advance(5.0)
+    net.update_all()
+    assert all(net.of(peer, Committed) for peer in majority)
+    assert not any(net.of(peer, Agreed) for peer in minority)
+    assert all(net.of(peer, WaitingForQuorum) for peer in minority)
+
+
+def test_a_peer_whose_digest_differs_resyncs_from_the_majority():
+    net = started(["a", "b", "c"])
+    net.update_all(lambda peer: "bad" if peer == "c" else "s4")
+    assert all(net.of(peer, Committed)[0].state == "s4" for peer in "ab")
+    assert net.of("c", Resync) == [Resync(4, "s4", ("a", "b"))] and not net.of("c", Committed)
+
+
+def test_a_vote_stands_a_death_after_it_does_not_restart_the_round():
+    net = started(["a", "b", "c"])
+    net.apply("a", net.machines["a"].updated("s4", net.now))
+    net.kill("c")
+    net.deliver()
+    assert not net.of("a", Aborted) and net.machines["a"].phase is AgreementPhase.REPORTING
+    net.update_all()  # b reports too: a and b are a majority of the three
+    assert all(net.of(peer, Committed)[0].supporters == ("a", "b") for peer in "ab")
+
+
+def test_a_lost_report_is_said_again_until_a_majority_hears_it():
+    net = started(["a", "b", "c"])
+    net.dead.add("c")  # c dies silently after agreeing: no membership news yet
+    drops = {"left": 1}
+
+    def lose_first_reports(sender, to, message):
+        if sender == "b" and drops["left"]:
+            drops["left"] -= 1
+            return True
+        return False
+
+    net.drop = lose_first_reports
+    net.update_all()
+    assert not net.of("a", Committed)
+    net.advance(6.0)  # report_timeout_s: the reports are sent again
+    assert net.of("a", Committed) and net.of("b", Committed)
+
+
+def test_a_peer_left_out_learns_the_newer_round_from_a_majority():
+    net = Net(["a", "b", "c", "d"])
+    net.start("d", round_number=3, state="s3", alive={"d"})  # cut off: proposes alone
+    for peer in "abc":
+        net.start(peer, round_number=4, state="s4", alive={"a", "b", "c", "d"})
+    net.deliver()
+    resyncs = net.of("d", Resync)
+    assert resyncs and resyncs[0].round == 4 and resyncs[0].state == "s4" and len(resyncs[0].sources) >= 3
+
+
+def test_messages_of_another_job_or_an_old_round_change_nothing():
+    net = started(["a", "b"])
+    machine = net.machines["a"]
+    before = machine.phase
+    other = RoundAgreement("b", "j2", CONFIG)
+    for effect in other.start(3, "s3", (), {"a", "b"}, 0.0):
+        assert machine.receive(effect.message, 0.0) == []
+    old = RoundAgreement("b", "j1", CONFIG)
+    for effect in old.start(2, "s2", (), {"a", "b"}, 0.0):
+        assert machine.receive(effect.message, 0.0) == []
+    assert machine.phase is before
+
+
+@pytest.mark.parametrize("field, value", [("propose_timeout_s", 0), ("report_timeout_s", -1.0),
+                                          ("propose_timeout_s", True), ("quorum_fraction", 1.0)])  # fmt: skip
+def test_bad_agreement_settings_are_refused(field, value):
+    with pytest.raises(ConfigError, match=field):
+        AgreementConfig(**{field: value})
