@@ -11,7 +11,7 @@ import spirtd
 # Lowest first; a room may import its own modules and those of lower layers.
 LAYERS = (
     ("errors", "api", "_native"),
-    ("clock", "files", "machine", "options", "logs"),
+    ("clock", "files", "machine", "options", "logs", "processes", "tasks"),
     ("aggregation", "optim", "security"),
     ("store", "rpc", "membership", "workers"),
     ("ml", "exchange"),
