@@ -21,21 +21,20 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from spirtd.api.spirt.v1 import control_pb2
 from spirtd.errors import (
     ConfigError,
+    DatasetFileError,
     JobBusy,
     JobNotFound,
-    DatasetFileError,
     LimitExceeded,
     StoreFull,
     StoreUnavailable,
 )
+from spirtd.jobs.jobstate import JobPhase, RoundReport
+from spirtd.jobs.manager import JobManager
+from spirtd.jobs.spec import JobSpec
+from spirtd.jobs.views import JobView
 from spirtd.rpc.counters import Counters
 from spirtd.rpc.guard import caller
 from spirtd.security.identity import Identity
-from spirtd.jobs.jobstate import JobPhase
-from spirtd.jobs.jobstate import RoundReport
-from spirtd.jobs.manager import JobManager
-from spirtd.jobs.views import JobView
-from spirtd.jobs.spec import JobSpec
 
 _log = logging.getLogger("spirtd.control")
 MODEL_CHUNK_BYTES = 1 << 20

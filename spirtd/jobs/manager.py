@@ -29,7 +29,6 @@ from redis.exceptions import RedisError
 
 from spirtd.clock import Clock, clock_timeout
 from spirtd.errors import JobBusy, JobNotFound, SpirtError, StoreError, StoreUnavailable
-from spirtd.store.api import TensorStore
 from spirtd.jobs import footprint, records, retention
 from spirtd.jobs import spec as specs
 from spirtd.jobs.config import JobsConfig
@@ -40,6 +39,7 @@ from spirtd.jobs.records import JobRecord
 from spirtd.jobs.runner import Invoker, JobRunner, delete_version
 from spirtd.jobs.views import JobSnapshot, JobStop, JobView, RunningJob, Training
 from spirtd.ml.tasks import DataShape
+from spirtd.store.api import TensorStore
 
 _log = logging.getLogger("spirtd.jobs")
 JOBS_DIR = records.JOBS_DIR
@@ -253,7 +253,7 @@ class JobManager:
         self._pins.forget(job.record.id)
         path = job.quarantined or records.record_path(self._folder, job.record.id)
         await asyncio.to_thread(path.unlink, missing_ok=True)
-        with contextlib.suppress(StoreUnavailable, RedisError):
+        with contextlib.suppress(StoreError, RedisError):  # _tidy deletes what is left later
             await self._store.delete_matching(JobKeys(job.record.id).everything())
 
     # ---- running ----
@@ -281,8 +281,10 @@ class JobManager:
             try:
                 await running.task
             except asyncio.CancelledError:
-                if running.stopped_by is not JobStop.CANCEL:
-                    raise  # the manager is closing
+                # A cancelled job ends here; the manager closing (even while
+                # a cancelled job unwinds) ends the loop.
+                if running.stopped_by is not JobStop.CANCEL or asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                    raise
             finally:
                 self._current = None
             await self._tidy()
@@ -300,10 +302,13 @@ class JobManager:
             await self._store.flush_to_disk()  # the model is durable before the job is reported done
             self._finish(job, phase, "", self._clock.monotonic() - start)
         except asyncio.CancelledError:
-            # Stopped by a shutdown, the job stays RUNNING and resumes after the restart.
+            # Stopped by a shutdown, the job stays as it is and resumes after the restart.
             stopped_by = self._current.stopped_by if self._current is not None else None
-            if job.record.job_phase is JobPhase.RUNNING and stopped_by is JobStop.CANCEL:
-                self._finish(job, JobPhase.CANCELLED, "cancelled", self._clock.monotonic() - start)
+            if stopped_by is JobStop.CANCEL:
+                never_ran = job.record.job_phase is JobPhase.QUEUED  # cancelled while its data loaded
+                job.record.model_kept = job.record.model_kept and not never_ran
+                self._finish(job, JobPhase.CANCELLED, NEVER_STARTED if never_ran else "cancelled",
+                             self._clock.monotonic() - start)  # fmt: skip
             raise
         except (SpirtError, RedisError) as exc:
             why = str(exc) if isinstance(exc, SpirtError) else f"the store refused an operation: {exc}"
@@ -409,7 +414,7 @@ class JobManager:
         try:
             # Running and queued jobs' keys are their runner's.
             await self._store.delete_matching(JobKeys.all_jobs(), keep=self._key_needed)
-        except (StoreUnavailable, RedisError) as exc:
+        except (StoreError, RedisError) as exc:  # unreachable, or refusing writes (disk full, read-only)
             _log.warning("could not tidy the store yet: %s", exc)
 
     def _key_needed(self, key: str) -> bool:

@@ -119,14 +119,20 @@ class JobRunner:
             self._on_round(await self.run_round(self.progress.round))
 
     async def run_round(self, r: int) -> RoundReport:
-        """Round r, within the job's round_timeout_s (RoundFailed past it)."""
+        """Round r, committed within the job's round_timeout_s (RoundFailed
+        past it); what follows the commit (letting version r go) is not timed."""
         limit = self.spec.limits.round_timeout_s
         try:
-            async with clock_timeout(self._clock, limit):
-                return await self._round(r)
+            async with clock_timeout(self._clock, limit) as scope:
+                report = await self._round(r)
         except TimeoutError:
+            if not scope.expired():
+                raise  # not ours: a timeout inside a call
             raise RoundFailed(f"round {r} took longer than round_timeout_s = {limit:g} s "
                               "([limits] round_timeout_s); the job stops") from None  # fmt: skip
+        await self._retire(r)
+        await self._store.delete_matching(self.keys.round_pattern(r))
+        return report
 
     async def _round(self, r: int) -> RoundReport:
         clock = RoundClock(r)
@@ -213,17 +219,15 @@ class JobRunner:
 
     async def _commit(self, r: int, run_id: str, progress: Progress) -> None:
         """Round r+1 becomes current in one write, refused (StoreRestarted)
-        if the store is not the run round r started on; then version r and
-        the round's gradients go (a crash in between leaves leftovers that
-        load_or_start drops)."""
+        if the store is not the run round r started on. Version r and the
+        round's gradients go after it (run_round; a crash in between leaves
+        leftovers that load_or_start drops)."""
         try:
             await self._store.write_fields_if_run(self.keys.state, run_id, progress.to_hash())
         except StoreRestarted:
             raise StoreRestarted(f"the store restarted during round {r}; the round is done again") from None
         self.progress = progress
         self._on_commit(progress)
-        await self._retire(r)
-        await self._store.delete_matching(self.keys.round_pattern(r))
 
 
 async def delete_version(store: TensorStore, keys: JobKeys, version: int) -> None:

@@ -24,6 +24,7 @@ from types import MappingProxyType
 from typing import Any, Awaitable, Callable, Literal, Mapping
 
 from spirtd.errors import ProtocolError
+from spirtd.workers.warm import Invoke
 
 # The worker handler that serves these tasks, and the environment its
 # workers run in: one thread each, so that results are bit-identical
@@ -156,11 +157,7 @@ def decode_result(task: Task, wire: Mapping[str, Any]) -> Result:
     return Evaluation(_float(body, "loss"), _float(body, "accuracy"), _int(body, "samples"))
 
 
-# What the worker pool offers: a request's reply and the attempts it took.
-WireInvoke = Callable[[dict[str, Any]], Awaitable[tuple[dict[str, Any], int]]]
-
-
-def over_wire(invoke: WireInvoke) -> Callable[[Task], Awaitable[tuple[Result, int]]]:
+def over_wire(invoke: Invoke) -> Callable[[Task], Awaitable[tuple[Result, int]]]:
     """Tasks in, results out, through a pool that carries JSON objects."""
 
     async def run(task: Task) -> tuple[Result, int]:

@@ -82,8 +82,8 @@ def call_handler(handler: Handler, invoke: protocol.Invoke, clock: Clock) -> pro
     reply (this is the isolation boundary, so Exception is caught on
     purpose), as does a reply that is not a dict or not JSON."""
     start = clock.monotonic()
-    chaos.apply(invoke.request)  # off unless SPIRTD_CHAOS asks a failure of this request
     try:
+        chaos.apply(invoke.request)  # off unless SPIRTD_CHAOS asks a failure of this request
         result = handler(invoke.request)
         if not isinstance(result, dict):
             raise TypeError(f"the handler returned {type(result).__name__}, not a dict")

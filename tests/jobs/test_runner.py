@@ -244,3 +244,39 @@ def test_a_round_clock_times_each_phase():
                       (RoundPhase.COMMIT, 4.25), (RoundPhase.DONE, 4.5)):  # fmt: skip
         clock.enter(phase, at)
     assert clock.phase_s() == {"compute": 2.5, "aggregate": 0.5, "update": 0.25}
+
+
+async def test_a_round_committed_in_time_stands_though_letting_go_of_the_old_version_takes_long(store):
+    """The round timeout covers the round up to its commit; retiring version
+    r (which waits for readers that pin it) is not part of it."""
+    clock, reports = FakeClock(), []
+
+    async def slow_retire(version: int) -> None:
+        await clock.sleep(100)
+
+    async def params():
+        return initial()
+
+    runner = JobRunner("j1", spec(rounds=1, limits={"round_timeout_s": 30}), store, FakeInvoker(store, clock), clock,
+                       SHAPE, params, reports.append, retire=slow_retire)  # fmt: skip
+    await runner.load_or_start()
+    task = asyncio.create_task(runner.run())
+    for _ in range(400):
+        if task.done():
+            break
+        await asyncio.sleep(0.005)
+        clock.advance(1.0)
+    assert await task is JobPhase.SUCCEEDED
+    assert [r.round for r in reports] == [1] and runner.progress.round == 1
+
+
+async def test_a_timeout_inside_a_call_is_not_taken_for_the_rounds(store):
+    clock = FakeClock()
+
+    async def invoke(task):
+        raise TimeoutError("the function endpoint did not answer")
+
+    runner = runner_for(store, invoke, clock, spec(limits={"round_timeout_s": 30}), [])
+    await runner.load_or_start()
+    with pytest.raises(TimeoutError, match="endpoint did not answer"):
+        await runner.run_round(0)

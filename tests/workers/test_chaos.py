@@ -18,3 +18,13 @@ def test_chaos_refuses_a_bad_plan_entry(monkeypatch, plan):
 def test_chaos_off_without_a_plan(monkeypatch):
     monkeypatch.delenv(chaos.CHAOS_ENV, raising=False)
     chaos.apply({"id": "job:round 1:minibatch 0"})
+
+
+def test_a_bad_plan_is_the_invocations_error_not_the_workers_death(monkeypatch):
+    from spirtd.clock import SystemClock
+    from spirtd.workers import protocol
+    from spirtd.workers.worker_main import call_handler
+
+    monkeypatch.setenv(chaos.CHAOS_ENV, "explode@x")
+    reply = call_handler(lambda request: {"ok": 1}, protocol.Invoke(seq=1, request={"id": "j:x"}), SystemClock())
+    assert not reply.ok and reply.error_type == "ConfigError" and "is not KIND@REQUEST_ID" in reply.error
