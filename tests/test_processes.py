@@ -12,8 +12,6 @@ import pytest
 
 from spirtd.processes import describe_exit
 
-linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
-
 # Bounds of the waits below.
 WAIT_S = 10.0
 POLL_S = 0.02
@@ -37,7 +35,6 @@ def run_python(code: str) -> str:
     return done.stdout.strip()
 
 
-@linux_only
 def test_processes_die_with_parent_says_whether_the_parent_lives():
     code = ("import os, signal\nfrom spirtd.processes import die_with_parent\n"
             "print(die_with_parent(signal.SIGTERM, os.getppid())(), die_with_parent(signal.SIGTERM, 1)())")  # fmt: skip
@@ -52,7 +49,6 @@ def is_running(pid: int) -> bool:
         return False
 
 
-@linux_only
 def test_processes_child_dies_with_its_parent():
     """A parent starts `sleep` armed with die_with_parent, then exits: the
     kernel kills the sleep."""

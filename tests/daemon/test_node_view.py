@@ -28,7 +28,7 @@ class StaticNode:
         return 0.002
 
     def subscribe(self):
-        raise NotImplementedError
+        raise AssertionError("Status reads no membership events")
 
     def membership_counters(self) -> dict[str, int]:
         return {"membership.sent.ping": 3}
