@@ -107,6 +107,33 @@ class TransportError(SpirtError):
     TransportErrors: callers apply them as scopes and see TimeoutError."""
 
 
+class ExchangeError(SpirtError):
+    """A round's exchange between peers could not go on."""
+
+
+class ContributionRefused(ExchangeError):
+    """The receiver refused a contribution stream; `kind` is the refusal's
+    counter name (spirtd.exchange.streams.RefusalKind), the message why."""
+
+    def __init__(self, message: str, kind: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class AttemptFailed(ExchangeError):
+    """This attempt of a round was given up (a participant died, a deadline
+    passed, a stream was refused); the round goes on with the next attempt."""
+
+
+class ResyncNeeded(ExchangeError):
+    """A majority of the round's peers hold a state this peer does not: it
+    must fetch version `round` (digest `state`) from one of `sources`."""
+
+    def __init__(self, message: str, round: int, state: str, sources: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.round, self.state, self.sources = round, state, sources
+
+
 class MembershipError(SpirtError):
     """The membership layer refused a request: a probe meant for another
     member, a driver that is closed, a join that no seed answered."""

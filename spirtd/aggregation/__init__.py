@@ -133,3 +133,11 @@ def aggregate(
     call = validate_call(rule_name, len(inputs), options)
     check_inputs(inputs, names)
     return run_rule(call, inputs)
+
+
+def with_weights(rule_name: str, options: Mapping[str, Any], weights: Sequence[float]) -> dict[str, Any]:
+    """options, plus weights for every option of the rule that weights its
+    inputs (mean's): inputs count by the samples behind them."""
+    out = dict(options)
+    out.update({o.name: list(weights) for o in find_rule(rule_name).declared if o.type is OptionType.WEIGHTS})
+    return out

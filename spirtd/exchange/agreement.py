@@ -25,6 +25,10 @@ from spirtd.exchange.formulas import quorum, ranked
 from spirtd.exchange.messages import AttemptKey, Message, Propose, Report
 
 
+# Later rounds whose early messages are held (a peer that far behind resyncs).
+MAX_EARLY_ROUNDS = 4
+
+
 class AgreementPhase(enum.Enum):
     IDLE = "idle"  # no round started
     WAITING = "waiting"  # too few of the previous participants: waits, then tries again
@@ -111,6 +115,9 @@ class RoundAgreement:
         self._alive: set[str] = {me}
         self._round: _Round | None = None
         self._deadline: float | None = None
+        # Messages of later rounds, by round and sender: peers that went on
+        # first speak before this one starts the round (replayed by start).
+        self._early: dict[int, dict[tuple[str, type], Message]] = {}
 
     # ---- inputs ----
 
@@ -120,7 +127,12 @@ class RoundAgreement:
         holds the last committed round's participants."""
         self._alive = set(alive) | {self.me}
         self._round = _Round(round_number, state, frozenset(previous))
-        return self._begin(0, now)
+        effects = self._begin(0, now)
+        early = self._early.pop(round_number, {})
+        self._early = {n: held for n, held in self._early.items() if n > round_number}
+        for message in early.values():
+            effects += self.receive(message, now)
+        return effects
 
     def view(self, alive: Collection[str]) -> None:
         """The members membership holds alive now (used by the next attempt)."""
@@ -148,6 +160,8 @@ class RoundAgreement:
         r = self._round
         if r is None or message.job != self.job or message.sender == self.me:
             return []
+        if message.key.round > r.number and len(self._early) <= MAX_EARLY_ROUNDS:
+            self._early.setdefault(message.key.round, {})[(message.sender, type(message))] = message
         if isinstance(message, Propose):
             return self._on_propose(r, message, now)
         return self._on_report(r, message)
@@ -245,7 +259,13 @@ class RoundAgreement:
 
     def _on_newer(self, r: _Round, m: Propose) -> list[Effect]:
         """Peers already propose a later round: once a majority of one such
-        proposal's participants vouch for the same state, fetch it."""
+        proposal's participants vouch for the same state, fetch it. A peer
+        proposes the next round only after a majority reported the state it
+        starts from, so a proposal of round r+1 from the state this peer
+        voted for commits that vote (the reports may still be on their way)."""
+        if self.phase is AgreementPhase.REPORTING and m.key.round == r.number + 1 and m.state == r.new_state:
+            self.phase, self._deadline = AgreementPhase.DONE, None
+            return [Committed(r.voted, r.new_state, (m.sender,))]
         vouching = r.newer.setdefault((m.key.round, m.state), set())
         vouching.add(m.sender)
         if len(vouching) < quorum(len(m.key.participants)):

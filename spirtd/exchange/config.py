@@ -26,3 +26,35 @@ class AgreementConfig:
                 raise ConfigError(f"{name} must be a number of seconds > 0, got {value!r}")
         if not isinstance(self.quorum_fraction, (int, float)) or not 0.0 <= self.quorum_fraction < 1.0:
             raise ConfigError(f"quorum_fraction must be in [0, 1), got {self.quorum_fraction!r}")
+
+
+@dataclass(frozen=True)
+class ExchangeConfig:
+    """How one job's rounds exchange, from its spec: the agreement; the
+    size of a stream's chunks; how long an owner waits for the parts of its
+    shard (deadline_multiple times the deadline_percentile of recent
+    arrival times, within [deadline_floor_s, deadline_ceiling_s]; the
+    ceiling while nothing was seen); how long a participant waits for the
+    aggregated shards after sending its own (gather_timeout_s)."""
+
+    agreement: AgreementConfig = AgreementConfig()
+    chunk_bytes: int = 1 << 20
+    deadline_multiple: float = 3.0
+    deadline_percentile: float = 95.0
+    deadline_floor_s: float = 2.0
+    deadline_ceiling_s: float = 120.0
+    gather_timeout_s: float = 60.0
+    arrival_history: int = 64
+
+    def __post_init__(self) -> None:
+        if isinstance(self.chunk_bytes, bool) or not isinstance(self.chunk_bytes, int) or self.chunk_bytes < 4:
+            raise ConfigError(f"chunk_bytes must be an integer >= 4, got {self.chunk_bytes!r}")
+        for name in ("deadline_multiple", "deadline_floor_s", "deadline_ceiling_s", "gather_timeout_s"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+                raise ConfigError(f"{name} must be a number > 0, got {value!r}")
+        if self.deadline_floor_s > self.deadline_ceiling_s:
+            raise ConfigError(f"deadline_floor_s ({self.deadline_floor_s:g}) is above deadline_ceiling_s "
+                              f"({self.deadline_ceiling_s:g})")  # fmt: skip
+        if not 0 < self.deadline_percentile <= 100:
+            raise ConfigError(f"deadline_percentile must be in (0, 100], got {self.deadline_percentile!r}")

@@ -71,10 +71,11 @@ def minibatch_slots(position: int, batches_per_epoch: int, rank: int, per_peer: 
 
 
 def exchange_bytes(n_participants: int, n_elements: int, itemsize: int = FLOAT32_BYTES) -> int:
-    """Payload bytes one peer sends plus receives in a reduce-scatter and
-    all-gather of n_elements: 2 * (n - 1) / n * M * itemsize (its shard of
-    every other peer's vector in, its aggregated shard out to every other
-    peer, and the same the other way round), rounded up."""
+    """Payload bytes one peer sends in a reduce-scatter and all-gather of
+    n_elements, and as many it receives: 2 * (n - 1) / n * M * itemsize
+    (its part of every other peer's shard out, then its aggregated shard
+    out to every other peer), rounded up. A full mesh sends (n - 1) * M *
+    itemsize."""
     if n_participants < 2:
         return 0
     return math.ceil(2 * (n_participants - 1) * n_elements * itemsize / n_participants)

@@ -10,6 +10,10 @@ installs it only once the stream checks out).
     refusal = chunks.chunk(offset, data)       # for each chunk, in order
     refusal = chunks.finish()                  # every byte came, and the SHA-256 is right
     expect.accepted(header)
+
+A contribution is a shard of a participant's local aggregate on its way to
+the shard's owner (SCATTER) or an owner's aggregated shard on its way to
+every other participant (GATHER).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class RefusalKind(enum.Enum):
     TRUNCATED = "truncated"
     BAD_CHECKSUM = "bad_checksum"
     DUPLICATE = "duplicate"  # this sender's contribution to the shard is in already
+    LATE = "late"  # the shard was aggregated before the part came
 
 
 @dataclass(frozen=True)
@@ -50,8 +55,16 @@ class Refusal:
         return f"exchange.refused.{self.kind.value}"
 
 
+class Stage(enum.Enum):
+    SCATTER = "scatter"  # a participant's shard of its local aggregate, to the shard's owner
+    GATHER = "gather"  # an owner's aggregated shard, to every other participant
+
+
 @dataclass(frozen=True)
 class ContributionHeader:
+    """samples and loss: SCATTER, the sender's samples and sample-weighted
+    loss; GATHER, those of the contributors the owner aggregated."""
+
     job: str
     key: AttemptKey
     sender: str
@@ -61,16 +74,24 @@ class ContributionHeader:
     dtype: str
     nbytes: int
     sha256: str  # hex, of the nbytes that follow
+    stage: Stage = Stage.SCATTER
+    samples: float = 0.0
+    loss: float = 0.0
+    contributors: tuple[str, ...] = ()  # GATHER: whose parts the owner aggregated
 
 
 @dataclass
 class ContributionCheck:
-    """What this peer expects of contributions to its shards in one attempt."""
+    """What this peer expects of contributions in one attempt: parts of the
+    shards it owns (SCATTER) and, from their owners, the aggregated other
+    shards (GATHER; owners and bounds of every shard, when given)."""
 
     me: str
     job: str
     key: AttemptKey
     owned: dict[int, tuple[int, int]]  # shard -> [start, stop) that this peer aggregates
+    owners: tuple[str, ...] = ()  # owner of each shard
+    bounds: tuple[tuple[int, int], ...] = ()  # [start, stop) of each shard
     received: set[tuple[int, str]] = field(default_factory=set)  # (shard, sender) already in
 
     def header(self, h: ContributionHeader, caller: str) -> Refusal | None:
@@ -84,10 +105,9 @@ class ContributionCheck:
             return Refusal(RefusalKind.WRONG_ATTEMPT, f"the stream is for job {h.job} round {h.key.round} attempt "
                            f"{h.key.attempt}; this peer runs job {self.job} round {self.key.round} attempt "
                            f"{self.key.attempt} ({self.key.digest})")  # fmt: skip
-        bounds = self.owned.get(h.shard)
-        if bounds is None or (h.start, h.start + h.n_elements) != bounds:
-            return Refusal(RefusalKind.WRONG_SHARD, f"shard {h.shard} [{h.start}, {h.start + h.n_elements}) is "
-                           f"not one this peer aggregates ({_owned(self.owned)})")  # fmt: skip
+        refusal = self._shard(h)
+        if refusal is not None:
+            return refusal
         itemsize = WIRE_DTYPES.get(h.dtype)
         if itemsize is None:
             return Refusal(RefusalKind.BAD_DTYPE, f"dtype {h.dtype!r}; contributions travel as {', '.join(WIRE_DTYPES)}")
@@ -96,6 +116,21 @@ class ContributionCheck:
                            f"(expected {h.n_elements * itemsize})")  # fmt: skip
         if (h.shard, h.sender) in self.received:
             return Refusal(RefusalKind.DUPLICATE, f"{h.sender}'s contribution to shard {h.shard} is in already")
+        return None
+
+    def _shard(self, h: ContributionHeader) -> Refusal | None:
+        span = (h.start, h.start + h.n_elements)
+        if h.stage is Stage.SCATTER:
+            if self.owned.get(h.shard) != span:
+                return Refusal(RefusalKind.WRONG_SHARD, f"shard {h.shard} [{span[0]}, {span[1]}) is not one this "
+                               f"peer aggregates ({_owned(self.owned)})")  # fmt: skip
+            return None
+        if not 0 <= h.shard < len(self.owners) or self.owners[h.shard] != h.sender or h.shard in self.owned:
+            return Refusal(RefusalKind.WRONG_SHARD, f"{h.sender} sent the aggregate of shard {h.shard}, which it "
+                           "does not own in this attempt")  # fmt: skip
+        if self.bounds[h.shard] != span:
+            return Refusal(RefusalKind.WRONG_SHARD, f"shard {h.shard} is [{self.bounds[h.shard][0]}, "
+                           f"{self.bounds[h.shard][1]}), not [{span[0]}, {span[1]})")  # fmt: skip
         return None
 
     def accepted(self, h: ContributionHeader) -> None:

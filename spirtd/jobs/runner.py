@@ -20,8 +20,7 @@ import asyncio
 import logging
 from typing import Any, Awaitable, Callable, Protocol
 
-from spirtd.aggregation import RULES, validate_call
-from spirtd.aggregation.base import OptionType
+from spirtd.aggregation import validate_call, with_weights
 from spirtd.clock import Clock, clock_timeout
 from spirtd.errors import AggregationError, RoundFailed, SpirtError, StoreRestarted
 from spirtd.jobs.jobstate import JobPhase, Progress, RoundReport, evaluation_due, minibatches_of_round
@@ -194,9 +193,8 @@ class JobRunner:
 
     async def _aggregate(self, r: int, grads: list[str], weights: list[float]) -> None:
         rule = self.spec.aggregation.rule
-        options: dict[str, Any] = dict(self.spec.aggregation.options())
         # A rule that weights its inputs weights gradients by their samples.
-        options.update({o.name: weights for o in RULES[rule].declared if o.type is OptionType.WEIGHTS})
+        options = with_weights(rule, self.spec.aggregation.options(), weights)
         try:
             validate_call(rule, len(grads), options)
         except AggregationError as exc:

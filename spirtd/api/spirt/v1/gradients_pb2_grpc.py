@@ -44,20 +44,44 @@ class GradientExchangeStub:
                 request_serializer=spirt_dot_v1_dot_gradients__pb2.TensorChunk.SerializeToString,
                 response_deserializer=spirt_dot_v1_dot_gradients__pb2.PushTensorResponse.FromString,
                 _registered_method=True)
+        self.Agree = channel.unary_unary(
+                '/spirt.v1.GradientExchange/Agree',
+                request_serializer=spirt_dot_v1_dot_gradients__pb2.AgreementMessage.SerializeToString,
+                response_deserializer=spirt_dot_v1_dot_gradients__pb2.AgreementAck.FromString,
+                _registered_method=True)
+        self.Version = channel.unary_unary(
+                '/spirt.v1.GradientExchange/Version',
+                request_serializer=spirt_dot_v1_dot_gradients__pb2.VersionRequest.SerializeToString,
+                response_deserializer=spirt_dot_v1_dot_gradients__pb2.VersionReply.FromString,
+                _registered_method=True)
 
 
 class GradientExchangeServicer:
     """Missing associated documentation comment in .proto file."""
 
     def FetchTensor(self, request, context):
-        """Streams a tensor the called peer holds, in pieces.
+        """Streams a tensor of a committed version the called peer holds, in pieces.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def PushTensor(self, request_iterator, context):
-        """Sends a tensor to the called peer, in pieces.
+        """Sends a contribution to the called peer, in pieces.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Agree(self, request, context):
+        """Delivers a message of the round agreement.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Version(self, request, context):
+        """The newest committed version of a job the called peer holds.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -75,6 +99,16 @@ def add_GradientExchangeServicer_to_server(servicer, server):
                     servicer.PushTensor,
                     request_deserializer=spirt_dot_v1_dot_gradients__pb2.TensorChunk.FromString,
                     response_serializer=spirt_dot_v1_dot_gradients__pb2.PushTensorResponse.SerializeToString,
+            ),
+            'Agree': grpc.unary_unary_rpc_method_handler(
+                    servicer.Agree,
+                    request_deserializer=spirt_dot_v1_dot_gradients__pb2.AgreementMessage.FromString,
+                    response_serializer=spirt_dot_v1_dot_gradients__pb2.AgreementAck.SerializeToString,
+            ),
+            'Version': grpc.unary_unary_rpc_method_handler(
+                    servicer.Version,
+                    request_deserializer=spirt_dot_v1_dot_gradients__pb2.VersionRequest.FromString,
+                    response_serializer=spirt_dot_v1_dot_gradients__pb2.VersionReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +165,221 @@ class GradientExchange:
             '/spirt.v1.GradientExchange/PushTensor',
             spirt_dot_v1_dot_gradients__pb2.TensorChunk.SerializeToString,
             spirt_dot_v1_dot_gradients__pb2.PushTensorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Agree(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spirt.v1.GradientExchange/Agree',
+            spirt_dot_v1_dot_gradients__pb2.AgreementMessage.SerializeToString,
+            spirt_dot_v1_dot_gradients__pb2.AgreementAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Version(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spirt.v1.GradientExchange/Version',
+            spirt_dot_v1_dot_gradients__pb2.VersionRequest.SerializeToString,
+            spirt_dot_v1_dot_gradients__pb2.VersionReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class JobReplicationStub:
+    """Jobs belong to the cluster: a submit reaches every member, a cancel too.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Offer = channel.unary_unary(
+                '/spirt.v1.JobReplication/Offer',
+                request_serializer=spirt_dot_v1_dot_gradients__pb2.JobOffer.SerializeToString,
+                response_deserializer=spirt_dot_v1_dot_gradients__pb2.JobOfferReply.FromString,
+                _registered_method=True)
+        self.Cancel = channel.unary_unary(
+                '/spirt.v1.JobReplication/Cancel',
+                request_serializer=spirt_dot_v1_dot_gradients__pb2.JobCancel.SerializeToString,
+                response_deserializer=spirt_dot_v1_dot_gradients__pb2.JobCancelReply.FromString,
+                _registered_method=True)
+        self.List = channel.unary_unary(
+                '/spirt.v1.JobReplication/List',
+                request_serializer=spirt_dot_v1_dot_gradients__pb2.JobListRequest.SerializeToString,
+                response_deserializer=spirt_dot_v1_dot_gradients__pb2.JobListReply.FromString,
+                _registered_method=True)
+
+
+class JobReplicationServicer:
+    """Jobs belong to the cluster: a submit reaches every member, a cancel too.
+    """
+
+    def Offer(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Cancel(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def List(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_JobReplicationServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Offer': grpc.unary_unary_rpc_method_handler(
+                    servicer.Offer,
+                    request_deserializer=spirt_dot_v1_dot_gradients__pb2.JobOffer.FromString,
+                    response_serializer=spirt_dot_v1_dot_gradients__pb2.JobOfferReply.SerializeToString,
+            ),
+            'Cancel': grpc.unary_unary_rpc_method_handler(
+                    servicer.Cancel,
+                    request_deserializer=spirt_dot_v1_dot_gradients__pb2.JobCancel.FromString,
+                    response_serializer=spirt_dot_v1_dot_gradients__pb2.JobCancelReply.SerializeToString,
+            ),
+            'List': grpc.unary_unary_rpc_method_handler(
+                    servicer.List,
+                    request_deserializer=spirt_dot_v1_dot_gradients__pb2.JobListRequest.FromString,
+                    response_serializer=spirt_dot_v1_dot_gradients__pb2.JobListReply.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'spirt.v1.JobReplication', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('spirt.v1.JobReplication', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class JobReplication:
+    """Jobs belong to the cluster: a submit reaches every member, a cancel too.
+    """
+
+    @staticmethod
+    def Offer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spirt.v1.JobReplication/Offer',
+            spirt_dot_v1_dot_gradients__pb2.JobOffer.SerializeToString,
+            spirt_dot_v1_dot_gradients__pb2.JobOfferReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Cancel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spirt.v1.JobReplication/Cancel',
+            spirt_dot_v1_dot_gradients__pb2.JobCancel.SerializeToString,
+            spirt_dot_v1_dot_gradients__pb2.JobCancelReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def List(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spirt.v1.JobReplication/List',
+            spirt_dot_v1_dot_gradients__pb2.JobListRequest.SerializeToString,
+            spirt_dot_v1_dot_gradients__pb2.JobListReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,182 @@
+"""The exchange driver on the in-memory network, each peer with its own real
+store (a redis-server with spirt's module): reduce-scatter and all-gather
+give every participant the same, correctly weighted global aggregate;
+deaths, refusals and lateness are handled as docs/rounds.md says."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import numpy as np
+import pytest
+
+from spirtd.clock import SystemClock
+from spirtd.errors import AttemptFailed
+from spirtd.exchange.attempt import LocalAggregate
+from spirtd.exchange.config import AgreementConfig, ExchangeConfig
+from spirtd.exchange.driver import ExchangeDriver, RoundSettings
+from spirtd.exchange.formulas import exchange_bytes
+from spirtd.exchange.memory import MemoryExchange
+from spirtd.exchange.streams import ContributionHeader, Stage
+from spirtd.store import connect
+
+M = 1003  # not a multiple of the peers: shards differ in size
+SETTINGS = RoundSettings("mean", {}, ExchangeConfig(
+    agreement=AgreementConfig(propose_timeout_s=1.0, report_timeout_s=2.0), chunk_bytes=256,
+    deadline_floor_s=0.5, deadline_ceiling_s=2.0, gather_timeout_s=2.0))
+TIMEOUT_S = 20
+
+
+class Alive:
+    def __init__(self, peers):
+        self.peers = set(peers)
+
+    def alive(self):
+        return set(self.peers)
+
+
+class Cluster:
+    def __init__(self, stores, names, net: MemoryExchange):
+        self.names = names
+        self.stores = dict(zip(names, stores))
+        self.net = net
+        self.view = Alive(names)
+        self.drivers = {n: ExchangeDriver(n, net.transport(n), self.stores[n], SystemClock(), self.view)
+                        for n in names}
+        for n in names:
+            net.register(n, self.drivers[n])
+
+    async def __aenter__(self):
+        for d in self.drivers.values():
+            await d.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc):
+        for d in self.drivers.values():
+            await d.__aexit__(*exc)
+
+    def kill(self, peer):
+        self.net.kill(peer)
+        self.view.peers.discard(peer)
+        for n, d in self.drivers.items():
+            if n != peer:
+                d.member_dead(peer)
+
+
+@pytest.fixture
+def stores(start_redis):
+    servers = [start_redis(f"s{i}") for i in range(4)]
+    made = []
+
+    async def open_all():
+        for s in servers:
+            made.append(await connect(socket_path=s.socket_path, password=s.password))
+        return made
+
+    yield open_all
+    for store in made:
+        asyncio.get_event_loop_policy()  # closed by the test's loop
+
+
+def local_vector(i: int) -> np.ndarray:
+    return np.random.default_rng(i).standard_normal(M).astype(np.float32)
+
+
+async def one_round(cluster: Cluster, peers, samples, *, before_exchange=None):
+    async def peer(name):
+        d = cluster.drivers[name]
+        store = cluster.stores[name]
+        i = cluster.names.index(name)
+        await store.set(f"local:{name}", local_vector(i))
+        while True:
+            key = await d.agree("j1", 0, "s0", (), M, f"job:j1:round:0:", SETTINGS)
+            if before_exchange is not None:
+                await before_exchange(name, key)
+            try:
+                glob = await d.exchange("j1", key, LocalAggregate(f"local:{name}", samples[name], 1.0 + i))
+                out = np.array(await store.get(glob.key))
+                state = hashlib.sha256(out.tobytes()).hexdigest()
+                supporters = await d.commit("j1", key, state)
+                return key, glob, out, supporters
+            except AttemptFailed:
+                continue
+
+    async with asyncio.timeout(TIMEOUT_S):
+        return dict(zip(peers, await asyncio.gather(*(peer(p) for p in peers))))
+
+
+async def test_three_peers_reduce_scatter_and_all_gather_the_weighted_mean(stores):
+    made = await stores()
+    net = MemoryExchange(SystemClock())
+    names = ["a", "b", "c"]
+    samples = {"a": 10.0, "b": 20.0, "c": 30.0}
+    async with Cluster(made[:3], names, net) as cluster:
+        results = await one_round(cluster, names, samples)
+    expected = sum(local_vector(i).astype(np.float64) * samples[n] for i, n in enumerate(names)) / 60.0
+    outs = [results[n][2] for n in names]
+    for out in outs:
+        assert out.tobytes() == outs[0].tobytes()  # bit-identical everywhere
+    np.testing.assert_allclose(outs[0], expected, rtol=1e-5, atol=1e-6)
+    glob = results["a"][1]
+    assert glob.samples == 60.0 and glob.contributors == (("a", "b", "c"),) * 3
+    assert glob.loss == pytest.approx((1 * 10 + 2 * 20 + 3 * 30) / 60)
+    for n in names:  # payload bytes each way: 2 (n-1)/n M 4, give or take a shard's rounding
+        assert abs(net.sent_bytes[n] - exchange_bytes(3, M)) <= 4 * 4
+        assert abs(net.received_bytes[n] - exchange_bytes(3, M)) <= 4 * 4
+    assert set(results["a"][3]) >= {"a", "b"}
+
+
+async def test_a_peer_dead_before_the_exchange_is_left_out_by_the_next_attempt(stores):
+    made = await stores()
+    net = MemoryExchange(SystemClock())
+    names = ["a", "b", "c"]
+    samples = {"a": 1.0, "b": 1.0, "c": 1.0}
+
+    async def kill_c(name, key):
+        if "c" in key.participants and name == "a":
+            cluster.kill("c")
+
+    async with Cluster(made[:3], names, net) as cluster:
+        results = await one_round(cluster, ["a", "b"], samples, before_exchange=kill_c)
+    key_a, glob_a, out_a, _ = results["a"]
+    assert key_a.participants == ("a", "b") and key_a.attempt >= 1
+    assert out_a.tobytes() == results["b"][2].tobytes()
+    np.testing.assert_allclose(out_a, (local_vector(0) + local_vector(1)) / 2, rtol=1e-6)
+
+
+async def test_a_bad_stream_is_refused_leaves_nothing_and_the_round_goes_on(stores):
+    made = await stores()
+    net = MemoryExchange(SystemClock())
+    names = ["a", "b"]
+    samples = {"a": 1.0, "b": 1.0}
+    refused = []
+
+    async def forge(name, key):
+        if name != "a":
+            return
+        d = cluster.drivers["b"]
+        data = b"\0" * 40
+        header = ContributionHeader(job="j1", key=key, sender="a", shard=1, start=502, n_elements=10, dtype="FLOAT",
+                                    nbytes=40, sha256=hashlib.sha256(b"x").hexdigest(), stage=Stage.SCATTER)
+
+        async def chunks():
+            yield 0, data
+
+        refused.append(await d.on_push("a", header, chunks()))  # wrong bounds
+        header = ContributionHeader(job="j1", key=key, sender="a", shard=1, start=502, n_elements=501,
+                                    dtype="FLOAT", nbytes=2004, sha256="0" * 64, stage=Stage.SCATTER)
+
+        async def corrupt():
+            yield 0, b"\1" * 2004
+
+        refused.append(await d.on_push("a", header, corrupt()))  # checksum
+        keys = await cluster.stores["b"].keys_matching("job:j1:round:0:a*:part:a*")
+        refused.append(keys)
+
+    async with Cluster(made[:2], names, net) as cluster:
+        results = await one_round(cluster, names, samples, before_exchange=forge)
+    assert refused[0].kind.value == "wrong_shard"
+    assert refused[1].kind.value == "bad_checksum"
+    assert refused[2] == []  # nothing of the refused streams stayed
+    np.testing.assert_allclose(results["a"][2], (local_vector(0) + local_vector(1)) / 2, rtol=1e-6)
