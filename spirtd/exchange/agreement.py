@@ -102,6 +102,7 @@ class _Round:
     reports: dict[AttemptKey, dict[str, Report]] = field(default_factory=dict)
     voted: AttemptKey | None = None  # the one attempt we reported for
     newer: dict[tuple[int, str], set[str]] = field(default_factory=dict)  # later rounds' proposers
+    newer_sizes: dict[tuple[int, str], int] = field(default_factory=dict)  # their participant counts
     abandoned: set[tuple[int, str]] = field(default_factory=set)  # (attempt, peer): it proposed a later one
     new_state: str = ""
 
@@ -176,7 +177,12 @@ class RoundAgreement:
         self._deadline = now + self.config.report_timeout_s
         report = Report(self.me, self.job, r.key, state)
         r.reports.setdefault(r.key, {})[self.me] = report
-        return [*self._to_others(r.key, report), *self._check_reports(r)]
+        sent = self._to_others(r.key, report)
+        for early in self._early.get(r.number + 1, {}).values():
+            if isinstance(early, Propose) and early.state == state:
+                self.phase, self._deadline = AgreementPhase.DONE, None
+                return [*sent, Committed(r.key, state, (early.sender,))]
+        return [*sent, *self._check_reports(r)]
 
     def work_failed(self, reason: str, now: float) -> list[Effect]:
         """The exchange of the agreed attempt failed (a stream refused, a
@@ -262,16 +268,25 @@ class RoundAgreement:
         proposal's participants vouch for the same state, fetch it. A peer
         proposes the next round only after a majority reported the state it
         starts from, so a proposal of round r+1 from the state this peer
-        voted for commits that vote (the reports may still be on their way)."""
+        voted for commits that vote (the reports may still be on their way);
+        while this peer works on its attempt it cannot know yet whether it
+        will hold that state, so it decides once it does (updated, or the
+        attempt's abort) when the proposer is one of its participants."""
         if self.phase is AgreementPhase.REPORTING and m.key.round == r.number + 1 and m.state == r.new_state:
             self.phase, self._deadline = AgreementPhase.DONE, None
             return [Committed(r.voted, r.new_state, (m.sender,))]
-        vouching = r.newer.setdefault((m.key.round, m.state), set())
-        vouching.add(m.sender)
-        if len(vouching) < quorum(len(m.key.participants)):
-            return []
-        self.phase, self._deadline = AgreementPhase.DONE, None
-        return [Resync(m.key.round, m.state, tuple(sorted(vouching)))]
+        r.newer.setdefault((m.key.round, m.state), set()).add(m.sender)
+        r.newer_sizes[(m.key.round, m.state)] = len(m.key.participants)
+        if self.phase is AgreementPhase.WORKING and m.sender in r.key.participants:
+            return []  # it may have committed this very attempt
+        return self._resync_if_vouched(r)
+
+    def _resync_if_vouched(self, r: _Round) -> list[Effect]:
+        for (number, state), vouching in r.newer.items():
+            if len(vouching) >= quorum(r.newer_sizes[(number, state)]):
+                self.phase, self._deadline = AgreementPhase.DONE, None
+                return [Resync(number, state, tuple(sorted(vouching)))]
+        return []
 
     def _relay_reports(self, r: _Round, to: str) -> list[Effect]:
         """The digests reported this round, for a peer that is still
@@ -305,6 +320,9 @@ class RoundAgreement:
 
     def _abort(self, reason: str, now: float) -> list[Effect]:
         key = self._round.key
+        resync = self._resync_if_vouched(self._round)
+        if resync:
+            return [Aborted(key, reason), *resync]
         return [Aborted(key, reason), *self._begin(self._round.attempt + 1, now)]
 
     # ---- reports ----
@@ -320,6 +338,8 @@ class RoundAgreement:
 
     def _check_reports(self, r: _Round) -> list[Effect]:
         for key, reports in r.reports.items():
+            if key == r.key and self.phase in (AgreementPhase.PROPOSING, AgreementPhase.WORKING):
+                continue  # this peer's own attempt: it decides once it holds its own state
             majority = quorum(len(key.participants))
             by_state: dict[str, list[str]] = {}
             for sender, report in reports.items():

@@ -20,7 +20,7 @@ from spirtd.exchange.agreement import (
     WaitingForQuorum,
 )
 from spirtd.exchange.config import AgreementConfig
-from spirtd.exchange.messages import Message
+from spirtd.exchange.messages import Message, Report
 
 CONFIG = AgreementConfig(propose_timeout_s=2.0, report_timeout_s=5.0)
 
@@ -288,3 +288,32 @@ def test_messages_of_another_job_or_an_old_round_change_nothing():
 def test_bad_agreement_settings_are_refused(field, value):
     with pytest.raises(ConfigError, match=field):
         AgreementConfig(**{field: value})
+
+
+def test_a_slow_peer_that_hears_the_majority_before_its_own_update_commits_with_them():
+    net = started(["a", "b", "c"])
+    for peer in "ab":  # a and b finish first; c is still working when their reports come
+        net.apply(peer, net.machines[peer].updated("s4", net.now))
+    net.deliver()
+    assert net.of("a", Committed) and net.of("b", Committed)
+    assert not net.of("c", Resync) and net.machines["c"].phase is AgreementPhase.WORKING
+    net.apply("c", net.machines["c"].updated("s4", net.now))
+    assert net.of("c", Committed) and not net.of("c", Resync)
+
+
+def test_the_next_rounds_proposals_before_the_reports_commit_the_vote_and_are_kept_for_the_next_round():
+    net = started(["a", "b", "c"])
+    lost_reports = lambda sender, to, message: to == "c" and isinstance(message, Report)  # noqa: E731
+    net.drop = lost_reports
+    for peer in "ab":
+        net.apply(peer, net.machines[peer].updated("s4", net.now))
+    net.deliver()
+    for peer in "ab":  # a and b go on to round 4 while c still works on round 3
+        net.start(peer, round_number=4, state="s4")
+    net.deliver()
+    net.apply("c", net.machines["c"].updated("s4", net.now))
+    assert net.of("c", Committed) and not net.of("c", Resync)
+    net.drop = lambda sender, to, message: False
+    net.start("c", round_number=4, state="s4")  # the held proposals of round 4 count at once
+    net.deliver()
+    assert all(net.of(peer, Agreed)[-1].key.round == 4 for peer in "abc")

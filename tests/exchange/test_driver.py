@@ -124,7 +124,7 @@ async def test_three_peers_reduce_scatter_and_all_gather_the_weighted_mean(store
     for n in names:  # payload bytes each way: 2 (n-1)/n M 4, give or take a shard's rounding
         assert abs(net.sent_bytes[n] - exchange_bytes(3, M)) <= 4 * 4
         assert abs(net.received_bytes[n] - exchange_bytes(3, M)) <= 4 * 4
-    assert set(results["a"][3]) >= {"a", "b"}
+    assert len(results["a"][3]) >= 2 and set(results["a"][3]) <= set(names)
 
 
 async def test_a_peer_dead_before_the_exchange_is_left_out_by_the_next_attempt(stores):
