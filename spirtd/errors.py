@@ -187,6 +187,15 @@ class JobNotFound(JobError):
     (its model) is there."""
 
 
+class JobNotReplicated(JobError):
+    """A submitted job is recorded on this peer, but some members did not
+    take it (the message names them); job_id is its id."""
+
+    def __init__(self, message: str, job_id: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
 class JobBusy(JobError):
     """The job is queued or running, and what was asked needs it ended."""
 

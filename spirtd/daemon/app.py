@@ -27,7 +27,9 @@ from spirtd.clock import Clock, SystemClock
 from spirtd.daemon import node_state, training
 from spirtd.daemon.config import DaemonConfig, format_address, parse_address
 from spirtd.daemon.control import ControlService, StateAges
-from spirtd.daemon.exchange_service import UnimplementedGradientExchange
+from spirtd.daemon.cluster import AliveMembers, ClusterPeers, GrpcJobReplicas, JobReplicationService
+from spirtd.daemon.exchange_grpc import GradientExchangeService, GrpcExchangeTransport
+from spirtd.exchange.driver import ExchangeDriver
 from spirtd.daemon.membership_grpc import GrpcTransport, HeartbeatService, MembershipService, RevocationSpreader
 from spirtd.errors import ConfigError, MembershipError, SecurityError
 from spirtd.jobs.manager import JobManager
@@ -76,6 +78,11 @@ _EVENT_WORDS = {
     EventKind.DEAD: "is dead: nobody heard from it within the suspicion timeout",
     EventKind.LEAVE: "left the cluster",
 }
+
+
+def stream_chunk_bytes(max_message_bytes: int) -> int:
+    """The data of one streamed message, leaving room for its other fields."""
+    return max(4, (max_message_bytes - 1024) // 4 * 4)
 
 
 def refusal_log(config: DaemonConfig, counters: Counters, clock: Clock) -> RefusalLog:
@@ -158,6 +165,7 @@ class Daemon:
         self._closing = False
         self._own_serial: int | None = None
         self.jobs: JobManager | None = None
+        self.exchange: ExchangeDriver | None = None
         # Set when the peer must stop on its own (its certificate was revoked);
         # exit_reason says why.
         self.must_stop = asyncio.Event()
@@ -194,9 +202,21 @@ class Daemon:
         own, ca_pem, self.guard = self._security()
         self.guard.on_revoked_caller = self._expel_revoked
         location, memory_limit = await self._open_store()
+        self._channels = ChannelPool(
+            channel_credentials(own, ca_pem) if own else None, peer_channel_options(cfg.max_message_bytes)
+        )
+        self._stack.push_async_callback(self._channels.aclose)
+        members = AliveMembers(cfg.id, lambda: self._state)
+        exchange_transport = GrpcExchangeTransport(cfg.id, self._channels, members.address)
+        self.exchange = await self._stack.enter_async_context(
+            ExchangeDriver(cfg.id, exchange_transport, self.tensors, self.clock, members, counters=self.counters.inc,
+                           max_chunk_bytes=stream_chunk_bytes(cfg.max_message_bytes))
+        )
+        self.replicas = GrpcJobReplicas(cfg.id, self._channels, members)
         self.jobs = await self._stack.enter_async_context(JobManager(
             Path(cfg.data_dir), self.tensors, training.training(location, self.clock), self.clock,
-            cfg.jobs, store_memory_bytes=memory_limit,
+            cfg.jobs, store_memory_bytes=memory_limit, serve_chunk_bytes=stream_chunk_bytes(cfg.max_message_bytes),
+            peers=ClusterPeers(self.exchange, exchange_transport, self.tensors), replicas=self.replicas,
         ))  # fmt: skip
         rounds = retransmit_limit(cfg.membership.retransmit_mult, CRL_GOSSIP_CLUSTER_SIZE)
         self.revocations = RevocationSpreader(self.guard, rounds, self._on_revocations)
@@ -213,10 +233,6 @@ class Daemon:
         await self._stack.enter_async_context(server)
         host, _ = parse_address(cfg.listen, what="--listen", allow_port_zero=True)
         self.address = cfg.advertise or format_address(host, server.port)
-        self._channels = ChannelPool(
-            channel_credentials(own, ca_pem) if own else None, peer_channel_options(cfg.max_message_bytes)
-        )
-        self._stack.push_async_callback(self._channels.aclose)
         self._state = MembershipState(
             cfg.id, self.address, cfg.membership, rng=random.Random(), now=self.clock.monotonic(),
             meta={"version": __version__, "store": self.store_backend},
@@ -292,7 +308,11 @@ class Daemon:
         membership_pb2_grpc.add_MembershipServicer_to_server(
             MembershipService(driver, self.guard, self.revocations), server
         )
-        gradients_pb2_grpc.add_GradientExchangeServicer_to_server(UnimplementedGradientExchange(), server)
+        gradients_pb2_grpc.add_GradientExchangeServicer_to_server(
+            GradientExchangeService(lambda: self.exchange, lambda: self.jobs, self.guard), server
+        )
+        gradients_pb2_grpc.add_JobReplicationServicer_to_server(JobReplicationService(lambda: self.jobs, self.guard),
+                                                                server)  # fmt: skip
         control = ControlService(DaemonNodeView(self), self.counters, self._ages, self.clock,
                                  jobs=self.jobs, layout=training.layout,
                                  model_inputs=training.model_inputs,
@@ -370,6 +390,10 @@ class Daemon:
     def _on_event(self, event: MemberEvent) -> None:
         self._ages.observe(event)
         member = event.member
+        if event.kind in (EventKind.DEAD, EventKind.LEAVE) and self.exchange is not None:
+            self.exchange.member_dead(member.id)
+        if event.kind in (EventKind.JOIN, EventKind.ALIVE) and self.jobs is not None and self.jobs.unfinished():
+            self._tasks.spawn(self.replicas.offer_to(member.id, self.jobs.unfinished()), name=f"jobs to {member.id}")
         level = logging.WARNING if event.kind in (EventKind.SUSPECT, EventKind.DEAD) else logging.INFO
         _members_log.log(level, "member %s at %s %s", member.id, member.address, _EVENT_WORDS[event.kind],
                          extra={"member": member.id, "event": event.kind.value, "incarnation": member.incarnation})  # fmt: skip

@@ -24,6 +24,7 @@ from spirtd.errors import (
     DatasetFileError,
     JobBusy,
     JobNotFound,
+    JobNotReplicated,
     LimitExceeded,
     StoreFull,
     StoreUnavailable,
@@ -62,7 +63,8 @@ def round_event(job_id: str, r: RoundReport) -> control_pb2.RoundEvent:
     event = control_pb2.RoundEvent(
         job_id=job_id, round=r.round, total_rounds=r.total_rounds, phase_s=r.phase_s,
         minibatches=r.minibatches, retried=r.retried, dropped=r.dropped, state=PHASE_TO_WIRE[r.phase],
-        message=r.message,
+        message=r.message, participants=list(r.participants), excluded=r.excluded, sent_bytes=r.sent_bytes,
+        received_bytes=r.received_bytes, digest=r.digest,
     )  # fmt: skip
     for name, value in (("loss", r.loss), ("accuracy", r.accuracy), ("val_loss", r.val_loss)):
         if _finite(value) is not None:
@@ -109,6 +111,8 @@ class JobControl:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         except JobBusy as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except JobNotReplicated as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         except (LimitExceeded, StoreFull) as exc:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         except DatasetFileError as exc:
@@ -153,7 +157,7 @@ class JobControl:
             total_rounds=record.total_rounds, digest=snap.digest, error=record.error, elapsed_s=snap.elapsed_s,
             model=job.spec.model.name if job.spec else "", dataset=job.spec.dataset.name if job.spec else "",
             minibatches_retried=snap.retried, minibatches_dropped=snap.dropped, owner=record.owner,
-            participants=[self._node.id], name=job.spec.name if job.spec else "",
+            participants=list(job.progress.participants) or [self._node.id], name=job.spec.name if job.spec else "",
         )  # fmt: skip
         for name, value in (("loss", snap.loss), ("accuracy", snap.accuracy), ("val_loss", snap.val_loss),
                             ("test_accuracy", record.test_accuracy)):  # fmt: skip

@@ -276,7 +276,8 @@ class RoundAgreement:
             self.phase, self._deadline = AgreementPhase.DONE, None
             return [Committed(r.voted, r.new_state, (m.sender,))]
         r.newer.setdefault((m.key.round, m.state), set()).add(m.sender)
-        r.newer_sizes[(m.key.round, m.state)] = len(m.key.participants)
+        # This peer never vouches for itself: a majority of the others named.
+        r.newer_sizes[(m.key.round, m.state)] = len(set(m.key.participants) - {self.me})
         if self.phase is AgreementPhase.WORKING and m.sender in r.key.participants:
             return []  # it may have committed this very attempt
         return self._resync_if_vouched(r)

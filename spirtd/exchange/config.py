@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from spirtd.errors import ConfigError
 
@@ -58,3 +60,13 @@ class ExchangeConfig:
                               f"({self.deadline_ceiling_s:g})")  # fmt: skip
         if not 0 < self.deadline_percentile <= 100:
             raise ConfigError(f"deadline_percentile must be in (0, 100], got {self.deadline_percentile!r}")
+
+
+@dataclass(frozen=True)
+class RoundSettings:
+    """A job's exchange settings, from its spec: its aggregation rule and
+    options (applied by each shard's owner), and the exchange's config."""
+
+    rule: str
+    options: Mapping[str, Any]
+    config: ExchangeConfig = ExchangeConfig()

@@ -17,15 +17,15 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
+from typing import Callable, Protocol
 
 from spirtd.clock import Clock, clock_timeout
 from spirtd.errors import AttemptFailed, ExchangeError, ResyncNeeded, SpirtError
 from spirtd.exchange import agreement as ag
 from spirtd.exchange.attempt import AttemptExchange, GlobalAggregate, LocalAggregate
-from spirtd.exchange.config import ExchangeConfig
+from spirtd.exchange.config import ExchangeConfig, RoundSettings
 from spirtd.exchange.formulas import adaptive_deadline_s
 from spirtd.exchange.messages import AttemptKey, Message
 from spirtd.exchange.streams import ContributionHeader, Refusal, RefusalKind
@@ -47,15 +47,6 @@ class MembershipView(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class RoundSettings:
-    """A job's exchange settings, from its spec."""
-
-    rule: str
-    options: Mapping[str, Any]
-    config: ExchangeConfig = ExchangeConfig()
-
-
 @dataclass
 class _Session:
     """One job's round in progress at this peer."""
@@ -74,8 +65,11 @@ class _Session:
 
 class ExchangeDriver:
     def __init__(self, me: str, transport: ExchangeTransport, store: TensorStore, clock: Clock,
-                 membership: MembershipView, counters: Callable[[str], None] = lambda name: None) -> None:  # fmt: skip
+                 membership: MembershipView, counters: Callable[[str], None] = lambda name: None,
+                 max_chunk_bytes: int | None = None) -> None:  # fmt: skip
+        """max_chunk_bytes: the most one message of the transport may carry."""
         self.me = me
+        self.max_chunk_bytes = max_chunk_bytes
         self._transport = transport
         self._store = store
         self._clock = clock
@@ -250,10 +244,12 @@ class ExchangeDriver:
                 self._tasks.spawn(self._send(effect.to, effect.message), name=f"send {effect.to}")
                 continue
             if isinstance(effect, ag.Agreed):
+                config = session.settings.config
+                if self.max_chunk_bytes is not None and config.chunk_bytes > self.max_chunk_bytes:
+                    config = replace(config, chunk_bytes=self.max_chunk_bytes)
                 attempt = AttemptExchange(self.me, session.job, effect.key, session.n_elements, self._store,
                                           session.scratch, session.settings.rule, session.settings.options,
-                                          session.machine.config.quorum_fraction, self._clock,
-                                          session.settings.config)  # fmt: skip
+                                          session.machine.config.quorum_fraction, self._clock, config)  # fmt: skip
                 session.attempts[effect.key] = attempt
                 self._tasks.spawn(self._prepare(attempt), name=f"prepare {effect.key.digest}")
             elif isinstance(effect, ag.Aborted):

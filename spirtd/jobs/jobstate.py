@@ -79,11 +79,23 @@ class Progress:
     patience: Patience = field(default_factory=Patience)
     retried: int = 0
     dropped: int = 0
+    # Minibatches of the job used so far (None: round x minibatches_per_round,
+    # as before peers), the participants of the round, the version's digest.
+    position: int | None = None
+    participants: tuple[str, ...] = ()
+    state: str = ""
+
+    def at(self, per_round: int) -> int:
+        """The global minibatch position the next round starts at."""
+        return self.position if self.position is not None else self.round * per_round
 
     def to_hash(self) -> dict[str, str]:
         out = {"round": str(self.round), "loss": repr(self.loss), "best_val_loss": repr(self.patience.best),
                "bad_evaluations": str(self.patience.bad_evaluations), "retried": str(self.retried),
-               "dropped": str(self.dropped)}  # fmt: skip
+               "dropped": str(self.dropped), "participants": ",".join(self.participants),
+               "state": self.state}  # fmt: skip
+        if self.position is not None:
+            out["position"] = str(self.position)
         if self.accuracy is not None:
             out["accuracy"] = repr(self.accuracy)
         if self.val_loss is not None:
@@ -102,6 +114,9 @@ class Progress:
             patience=Patience(float(get.get("best_val_loss", "inf")), int(get.get("bad_evaluations", 0))),
             retried=int(get.get("retried", 0)),
             dropped=int(get.get("dropped", 0)),
+            position=int(get["position"]) if "position" in get else None,
+            participants=tuple(p for p in get.get("participants", "").split(",") if p),
+            state=get.get("state", ""),
         )
 
 
@@ -121,3 +136,8 @@ class RoundReport:
     retried: int = 0
     dropped: int = 0
     message: str = ""
+    participants: tuple[str, ...] = ()
+    excluded: dict[str, str] = field(default_factory=dict)  # peer -> why it is not in the round
+    sent_bytes: int = 0
+    received_bytes: int = 0
+    digest: str = ""

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 SGD_STATE = ("buf",)
 ADAM_STATE = ("exp_avg", "exp_avg_sq", "step")
 OPTIMIZER_STATE = SGD_STATE + ADAM_STATE
+# The tensors of a version by name, in JobKeys.version's order (as peers fetch them).
+VERSION_TENSORS = ("params", *OPTIMIZER_STATE)
 
 
 JOB_KEY_PREFIX = "job:"
@@ -55,6 +57,10 @@ class JobKeys:
 
     def aggregate(self, round_index: int) -> str:
         return f"{self.prefix}:round:{round_index}:agg"
+
+    def scratch(self, round_index: int) -> str:
+        """The prefix of the exchange's keys of a round (gone with the round)."""
+        return f"{self.prefix}:round:{round_index}:x"
 
     def round_pattern(self, round_index: int) -> str:
         return f"{self.prefix}:round:{round_index}:*"

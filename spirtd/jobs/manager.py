@@ -22,18 +22,19 @@ import logging
 import secrets
 from collections import deque
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from spirtd.clock import Clock, clock_timeout
-from spirtd.errors import JobBusy, JobNotFound, SpirtError, StoreError, StoreUnavailable
+from spirtd.errors import JobBusy, JobNotFound, JobNotReplicated, SpirtError, StoreError, StoreUnavailable
 from spirtd.jobs import footprint, records, retention
 from spirtd.jobs import spec as specs
 from spirtd.jobs.config import JobsConfig
 from spirtd.jobs.jobstate import JobPhase, Progress, RoundReport, advance
-from spirtd.jobs.keys import JobKeys, job_of_key
+from spirtd.jobs.keys import VERSION_TENSORS, JobKeys, job_of_key
+from spirtd.jobs.peers import RoundPeers
 from spirtd.jobs.pins import VersionPins
 from spirtd.jobs.records import JobRecord
 from spirtd.jobs.runner import Invoker, JobRunner, delete_version
@@ -42,6 +43,21 @@ from spirtd.ml.tasks import DataShape
 from spirtd.store.api import TensorStore
 
 _log = logging.getLogger("spirtd.jobs")
+
+
+class JobReplicas(Protocol):
+    """The other members, as the jobs see them: a submit reaches them all."""
+
+    async def offer(self, record: JobRecord) -> dict[str, str]:
+        """Gives every live member the job (fsynced there before it answers);
+        returns the members that did not take it, with why."""
+        ...
+
+    async def cancel(self, job_id: str) -> None:
+        """Cancels the job on every live member (best effort)."""
+        ...
+
+
 JOBS_DIR = records.JOBS_DIR
 # How often a job whose store crashed asks whether it is back.
 STORE_POLL_S = 0.1
@@ -58,6 +74,9 @@ class JobManager:
         config: JobsConfig | None = None,
         *,
         store_memory_bytes: int | None = None,
+        peers: RoundPeers | None = None,
+        replicas: JobReplicas | None = None,
+        serve_chunk_bytes: int = 1 << 20,
     ) -> None:
         self._folder = Path(data_dir) / JOBS_DIR
         self._store = store
@@ -71,6 +90,9 @@ class JobManager:
         self._group: asyncio.TaskGroup | None = None
         self._stack = contextlib.AsyncExitStack()
         self._pins = VersionPins(lambda job_id, version: delete_version(store, JobKeys(job_id), version))
+        self._peers = peers
+        self._replicas = replicas
+        self._serve_chunk_bytes = serve_chunk_bytes
 
     # ---- lifecycle ----
 
@@ -139,7 +161,35 @@ class JobManager:
         self._queue.put_nowait(job_id)
         _log.info("accepted job %s from %s: %s on %s, %d rounds", job_id, owner or "anyone", spec.model.name,
                   spec.dataset.name, total_rounds, extra={"job": job_id, "owner": owner})  # fmt: skip
+        if self._replicas is not None:
+            missing = await self._replicas.offer(record)
+            if missing:
+                why = "; ".join(f"{peer}: {reason}" for peer, reason in sorted(missing.items()))
+                raise JobNotReplicated(f"job {job_id} is recorded on this peer, but these members did not take it: "
+                                       f"{why}", job_id)  # fmt: skip
         return job_id
+
+    async def adopt(self, text: str) -> bool:
+        """Takes a job another member recorded (its record as JSON), fsynced
+        before the answer; True if this peer had it already. ConfigError
+        (RecordError) for a record that cannot be read."""
+        record, spec = records.record_from_json(text)
+        if record.id in self._jobs:
+            return True
+        await asyncio.to_thread(self._training.describe, spec)  # the model and data exist here too
+        if record.id in self._jobs:
+            return True  # offered twice at once (a submit, and a member's join)
+        record.phase = JobPhase.QUEUED.value
+        await asyncio.to_thread(records.write_record, self._folder, record)
+        self._jobs[record.id] = self._new_view(record, spec)
+        self._queue.put_nowait(record.id)
+        _log.info("took job %s from the cluster: %s on %s", record.id, spec.model.name, spec.dataset.name,
+                  extra={"job": record.id})  # fmt: skip
+        return False
+
+    def unfinished(self) -> list[JobRecord]:
+        """The running and queued jobs' records, oldest first (for members that join)."""
+        return [job.record for job in self.jobs() if job.spec is not None and not job.record.job_phase.terminal]
 
     def view(self, job_id: str) -> JobView:
         try:
@@ -208,6 +258,35 @@ class JobManager:
         version, (flat, digest) = await self._read_pinned(job, read)
         return job.spec, flat, digest, version
 
+    # ---- versions, for members that resync (VersionSource) ----
+
+    async def version(self, job_id: str) -> tuple[int, str, dict[str, str], list[str]]:
+        """The job's committed version here: its round, digest, progress and
+        tensor names. JobNotFound when there is none to give."""
+        job = self.view(job_id)
+        progress = job.progress
+        if job.record.job_phase.terminal or not progress.state:
+            raise JobNotFound(f"job {job_id} has no version to give on this peer (it is {job.record.phase})")
+        names = [name for name, key in zip(VERSION_TENSORS, JobKeys(job_id).version(progress.round))
+                 if await self._store.exists(key)]  # fmt: skip
+        return progress.round, progress.state, progress.to_hash(), names
+
+    async def read(self, job_id: str, version: int, name: str) -> AsyncIterator[tuple[str, tuple[int, ...], int, bytes]]:
+        """(dtype, shape, offset, data) pieces of one tensor of a version,
+        pinned while it is read."""
+        self.view(job_id)
+        keys = dict(zip(VERSION_TENSORS, JobKeys(job_id).version(version)))
+        if name not in keys:
+            raise JobNotFound(f"a version has no tensor {name[:40]!r}")
+        async with self._pins.pin(job_id, version):
+            if not await self._store.exists(keys[name]):
+                raise JobNotFound(f"this peer no longer holds round {version} of job {job_id}")
+            meta = await self._store.meta(keys[name])
+            step = min(self._store.chunk_bytes, self._serve_chunk_bytes)
+            for offset in range(0, max(meta.nbytes, 1), step):
+                data = await self._store.read_chunk(keys[name], offset, min(step, meta.nbytes - offset))
+                yield meta.dtype.value, meta.shape, offset, data
+
     async def watch(self, job_id: str) -> AsyncIterator[RoundReport]:
         """The newest round events so far, then new ones until the job ends."""
         job = self.view(job_id)
@@ -226,8 +305,11 @@ class JobManager:
         finally:
             job.watchers.remove(queue)
 
-    async def cancel(self, job_id: str) -> JobPhase:
+    async def cancel(self, job_id: str, *, everywhere: bool = True) -> JobPhase:
+        """Cancels the job here and (everywhere) on every member."""
         job = self.view(job_id)
+        if everywhere and self._replicas is not None:
+            await self._replicas.cancel(job_id)
         if job.record.job_phase.terminal:
             return job.record.job_phase
         if self._current is not None and self._current.job_id == job_id:
@@ -367,7 +449,8 @@ class JobManager:
 
         return JobRunner(job.record.id, job.spec, self._store, invoke, self._clock, shape, initial,  # type: ignore[arg-type]
                          lambda report: self._publish(job, report), on_commit=committed,
-                         retire=lambda version: self._pins.retire(job.record.id, version))  # fmt: skip
+                         retire=lambda version: self._pins.retire(job.record.id, version),
+                         peers=self._peers, settings=job.spec.round_settings())  # type: ignore[union-attr]  # fmt: skip
 
     def _note(self, job: JobView, message: str) -> None:
         """An event that is no round: something happened to the job."""

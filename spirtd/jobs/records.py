@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ QUARANTINE_DIR = "quarantine"
 RECORD_SUFFIX = ".json"
 # A record holds a spec (at most specs.MAX_SPEC_BYTES as text) and a few numbers.
 MAX_RECORD_BYTES = 4 * specs.MAX_SPEC_BYTES
+# What a job id may be (a file name): as JobManager.submit makes them.
+_JOB_ID = re.compile(r"j[0-9a-f]{10}")
 
 
 class RecordError(ConfigError):
@@ -97,6 +100,33 @@ def parse_record(path: Path) -> tuple[JobRecord, specs.JobSpec]:
         raise RecordError(f"it is not valid JSON: {exc}") from None
     except RecursionError:
         raise RecordError("it is nested too deeply") from None
+    record, spec = record_from_values(values)
+    if record_path(path.parent, record.id).name != path.name:
+        raise RecordError(f"it names job {record.id[:80]!r}, not the one its file name says")
+    return record, spec
+
+
+def record_to_json(record: JobRecord) -> str:
+    return json.dumps(asdict(record))
+
+
+def record_from_json(text: str) -> tuple[JobRecord, specs.JobSpec]:
+    """A record another peer sent, or RecordError saying what is wrong."""
+    if len(text) > MAX_RECORD_BYTES:
+        raise RecordError(f"it is {len(text)} bytes, more than a record can be ({MAX_RECORD_BYTES})")
+    try:
+        values = json.loads(text)
+    except ValueError as exc:
+        raise RecordError(f"it is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise RecordError("it is nested too deeply") from None
+    record, spec = record_from_values(values)
+    if not _JOB_ID.fullmatch(record.id):
+        raise RecordError(f"{record.id[:80]!r} is not a job id")
+    return record, spec
+
+
+def record_from_values(values: Any) -> tuple[JobRecord, specs.JobSpec]:
     if not isinstance(values, dict):
         raise RecordError("it is not a JSON object")
     known = {f.name for f in fields(JobRecord)}
@@ -106,8 +136,6 @@ def parse_record(path: Path) -> tuple[JobRecord, specs.JobSpec]:
         if isinstance(value, bool) and bool not in _TYPES[name] or not isinstance(value, _TYPES[name]):
             raise RecordError(f"its field {name!r} holds {type(value).__name__}")
     record = JobRecord(**values)
-    if record_path(path.parent, record.id).name != path.name:
-        raise RecordError(f"it names job {record.id[:80]!r}, not the one its file name says")
     try:
         record.job_phase
     except ValueError:

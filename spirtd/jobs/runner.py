@@ -17,14 +17,20 @@ Everything goes through the store API: the runner never speaks Redis.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from typing import Any, Awaitable, Callable, Protocol
 
 from spirtd.aggregation import validate_call, with_weights
 from spirtd.clock import Clock, clock_timeout
-from spirtd.errors import AggregationError, RoundFailed, SpirtError, StoreRestarted
-from spirtd.jobs.jobstate import JobPhase, Progress, RoundReport, evaluation_due, minibatches_of_round
-from spirtd.jobs.keys import ADAM_STATE, SGD_STATE, JobKeys
+from spirtd.errors import AggregationError, AttemptFailed, ResyncNeeded, RoundFailed, SpirtError, StoreRestarted
+from spirtd.exchange.attempt import GlobalAggregate, LocalAggregate
+from spirtd.exchange.config import RoundSettings
+from spirtd.exchange.formulas import minibatch_slots
+from spirtd.exchange.messages import AttemptKey
+from spirtd.jobs.jobstate import JobPhase, Progress, RoundReport, evaluation_due
+from spirtd.jobs.keys import ADAM_STATE, SGD_STATE, VERSION_TENSORS, JobKeys
+from spirtd.jobs.peers import RoundPeers, SoloPeers
 from spirtd.jobs.rounds import RoundClock, RoundPhase
 from spirtd.jobs.spec import JobSpec
 from spirtd.ml.tasks import DataShape, EvaluateTask, Evaluation, GradientResult, GradientTask, Split, Task
@@ -32,6 +38,9 @@ from spirtd.optim import AdamConfig
 from spirtd.store.api import TensorStore
 
 _log = logging.getLogger("spirtd.jobs")
+# How long a peer that found no source for the majority's version waits
+# before it agrees the round again.
+RESYNC_RETRY_S = 1.0
 
 
 class Invoker(Protocol):
@@ -59,6 +68,8 @@ class JobRunner:
         on_round: Callable[[RoundReport], None],
         on_commit: Callable[[Progress], None] = lambda progress: None,
         retire: Callable[[int], Awaitable[None]] | None = None,
+        peers: RoundPeers | None = None,
+        settings: RoundSettings | None = None,
     ) -> None:
         self.job_id = job_id
         self.spec = spec
@@ -74,6 +85,8 @@ class JobRunner:
         self.total_rounds = spec.total_rounds(data.batches_per_epoch)
         self.progress = Progress()
         self._work = spec.work()
+        self._peers: RoundPeers = peers or SoloPeers()
+        self._settings = settings or RoundSettings(spec.aggregation.rule, spec.aggregation.options())
 
     @property
     def params_key(self) -> str:
@@ -113,9 +126,58 @@ class JobRunner:
         while True:
             if self.progress.round > 0 and self.progress.patience.exhausted(self.spec.patience):
                 return JobPhase.STOPPED_EARLY
-            if self.progress.round >= self.total_rounds:
+            if self._last_round(self.progress):
                 return JobPhase.SUCCEEDED
-            self._on_round(await self.run_round(self.progress.round))
+            try:
+                self._on_round(await self.run_round(self.progress.round))
+            except ResyncNeeded as want:
+                await self._resync(want)
+
+    async def _resync(self, want: ResyncNeeded) -> None:
+        """Takes the version a majority holds from one of them, checked
+        against the majority's digest before it replaces anything here; a
+        source whose version does not match is refused and the next one
+        tried. None matching: the round is agreed again (which resyncs again)."""
+        landed = {name: f"{self.keys.scratch(want.round)}sync:{name}" for name in VERSION_TENSORS}
+
+        async def land(name: str) -> str:
+            if name not in landed:
+                raise RoundFailed(f"a version holds no tensor {name[:40]!r}")
+            return landed[name]
+
+        for source in (s for s in want.sources if s != self._peers.me):
+            await self._store.delete(*landed.values())
+            try:
+                fields = await self._peers.fetch(self.job_id, source, want.round, land)
+                progress = Progress.from_hash(fields)
+                digest = await self._digest_of(landed, progress)
+            except (SpirtError, ValueError) as exc:
+                _log.warning("job %s: could not take round %d from %s: %s", self.job_id, want.round, source, exc,
+                             extra={"job": self.job_id})  # fmt: skip
+                continue
+            if progress.round != want.round or digest != want.state:
+                _log.error("job %s: %s sent a version (round %d, digest %s) that is not the majority's (round %d, "
+                           "digest %s): refused", self.job_id, source, progress.round, digest[:16], want.round,
+                           want.state[:16], extra={"job": self.job_id})  # fmt: skip
+                continue
+            progress.state = digest
+            await self._install(want.round, landed, progress)
+            _log.info("job %s: took round %d (digest %s) from %s", self.job_id, want.round, digest[:16], source,
+                      extra={"job": self.job_id, "round": want.round})  # fmt: skip
+            return
+        await self._store.delete(*landed.values())
+        await self._clock.sleep(RESYNC_RETRY_S)
+
+    async def _install(self, version: int, landed: dict[str, str], progress: Progress) -> None:
+        for name, key in zip(VERSION_TENSORS, self.keys.version(version)):
+            await self._store.delete(key)
+            if await self._store.exists(landed[name]):
+                await self._store.copy(landed[name], key)
+        await self._store.write_fields(self.keys.state, progress.to_hash())
+        self.progress = progress
+        self._on_commit(progress)
+        keep = {self.keys.state, *self.keys.version(version)}
+        await self._store.delete_matching(self.keys.everything(), keep=keep.__contains__)
 
     async def run_round(self, r: int) -> RoundReport:
         """Round r, committed within the job's round_timeout_s (RoundFailed
@@ -136,14 +198,36 @@ class JobRunner:
     async def _round(self, r: int) -> RoundReport:
         clock = RoundClock(r)
         run_id = await self._store.run_id()
-        clock.enter(RoundPhase.COMPUTE, self._clock.monotonic())
-        grads, results, retried, dropped = await self._compute(r)
-        clock.enter(RoundPhase.AGGREGATE, self._clock.monotonic())
-        await self._aggregate(r, grads, [float(g.samples) for g in results])
-        clock.enter(RoundPhase.UPDATE, self._clock.monotonic())
-        await self._update(r)
-        progress = self._next_progress(r, results, retried, dropped)
-        if evaluation_due(r + 1, self.total_rounds, self.spec.eval_every):
+        peers, p = self._peers, self.progress
+        state = "" if peers.solo else p.state or await self.state_digest(r, p)
+        local: tuple[int, LocalAggregate, list[GradientResult], int, int] | None = None
+        notes: list[str] = []
+        while True:
+            if not peers.solo:
+                clock.enter(RoundPhase.PROPOSE, self._clock.monotonic())
+            key = await peers.agree(self.job_id, r, state, p.participants, self._data.n_params,
+                                    self.keys.scratch(r), self._settings, notes.append)  # fmt: skip
+            rank = key.participants.index(peers.me)
+            if local is None or local[0] != rank:  # another rank computes other minibatches
+                clock.enter(RoundPhase.COMPUTE, self._clock.monotonic())
+                local = (rank, *await self._local_aggregate(r, rank, clock))
+            _, aggregate, results, retried, dropped = local
+            try:
+                if not peers.solo:
+                    clock.enter(RoundPhase.EXCHANGE, self._clock.monotonic())
+                glob = await peers.exchange(self.job_id, key, aggregate)
+                clock.enter(RoundPhase.UPDATE, self._clock.monotonic())
+                await self._update(r, glob.key)
+                progress = self._next_progress(r, key, glob, retried, dropped)
+                if not peers.solo:
+                    progress.state = await self.state_digest(r + 1, progress)
+                if not peers.solo:
+                    clock.enter(RoundPhase.AGREE, self._clock.monotonic())
+                await peers.commit(self.job_id, key, progress.state)
+                break
+            except AttemptFailed as exc:
+                notes.append(str(exc))
+        if self._last_round(progress) or evaluation_due(r + 1, self.total_rounds, self.spec.eval_every):
             clock.enter(RoundPhase.EVALUATE, self._clock.monotonic())
             result = await self.evaluate(self.keys.params(r + 1), "val")
             progress.val_loss, progress.accuracy = result.loss, result.accuracy
@@ -151,26 +235,68 @@ class JobRunner:
         clock.enter(RoundPhase.COMMIT, self._clock.monotonic())
         await self._commit(r, run_id, progress)
         clock.enter(RoundPhase.DONE, self._clock.monotonic())
+        contributed = set.intersection(*(set(c) for c in glob.contributors)) if glob.contributors else set()
+        excluded = {peer: "did not contribute in time" for peer in key.participants if peer not in contributed}
         return RoundReport(
-            round=r + 1, total_rounds=self.total_rounds, loss=progress.loss, phase=JobPhase.RUNNING,
+            round=r + 1, total_rounds=self.rounds_estimate(progress), loss=progress.loss, phase=JobPhase.RUNNING,
             accuracy=progress.accuracy, val_loss=progress.val_loss, phase_s=clock.phase_s(),
-            minibatches=len(grads), retried=retried, dropped=dropped,
+            minibatches=len(results), retried=retried, dropped=dropped, message="; ".join(notes[-3:]),
+            participants=key.participants, excluded=excluded, sent_bytes=glob.sent_bytes,
+            received_bytes=glob.received_bytes, digest=progress.state,
         )  # fmt: skip
 
-    def _next_progress(self, r: int, results: list[GradientResult], retried: int, dropped: int) -> Progress:
+    async def _local_aggregate(self, r: int, rank: int,
+                               clock: RoundClock) -> tuple[LocalAggregate, list[GradientResult], int, int]:  # fmt: skip
+        grads, results, retried, dropped = await self._compute(r, rank)
+        clock.enter(RoundPhase.AGGREGATE, self._clock.monotonic())
         weights = [float(g.samples) for g in results]
+        await self._aggregate(r, grads, weights)
+        loss = sum(g.loss * w for g, w in zip(results, weights)) / sum(weights)
+        return LocalAggregate(self.keys.aggregate(r), sum(weights), loss), results, retried, dropped
+
+    def _next_progress(self, r: int, key: AttemptKey, glob: GlobalAggregate, retried: int, dropped: int) -> Progress:
         p = self.progress
-        return Progress(round=r + 1, loss=sum(g.loss * w for g, w in zip(results, weights)) / sum(weights),
-                        accuracy=p.accuracy, val_loss=p.val_loss, patience=p.patience,
-                        retried=p.retried + retried, dropped=p.dropped + dropped)  # fmt: skip
+        position = p.at(self.spec.minibatches_per_round) + len(key.participants) * self.spec.minibatches_per_round
+        return Progress(round=r + 1, loss=glob.loss, accuracy=p.accuracy, val_loss=p.val_loss, patience=p.patience,
+                        retried=p.retried + retried, dropped=p.dropped + dropped, position=position,
+                        participants=key.participants)  # fmt: skip
+
+    def _last_round(self, p: Progress) -> bool:
+        """Whether the job's length is reached: its rounds, or (given in
+        epochs) every minibatch of its epochs used, by however many peers."""
+        if self.spec.rounds is not None:
+            return p.round >= self.total_rounds
+        return p.at(self.spec.minibatches_per_round) >= self.total_rounds * self.spec.minibatches_per_round
+
+    def rounds_estimate(self, p: Progress) -> int:
+        """The job's rounds, as far as they can be told now (epochs shared by
+        n participants take 1/n of the rounds)."""
+        if self.spec.rounds is not None or len(p.participants) < 2:
+            return self.total_rounds
+        per_round = len(p.participants) * self.spec.minibatches_per_round
+        left = self.total_rounds * self.spec.minibatches_per_round - p.at(self.spec.minibatches_per_round)
+        return p.round + max(0, -(-left // per_round))
+
+    async def state_digest(self, version: int, p: Progress) -> str:
+        """The digest of a version: its round, data position, parameters and
+        optimizer state (what every participant must hold alike)."""
+        return await self._digest_of(dict(zip(VERSION_TENSORS, self.keys.version(version))), p)
+
+    async def _digest_of(self, keys: dict[str, str], p: Progress) -> str:
+        parts = [f"{p.round}:{p.at(self.spec.minibatches_per_round)}"]
+        for name, key in keys.items():
+            if await self._store.exists(key):
+                parts.append(f"{name}={await self._store.digest(key)}")
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
     async def evaluate(self, params_key: str, split: Split) -> Evaluation:
         task = EvaluateTask(id=f"{self.job_id}:eval:{split}", work=self._work, params_key=params_key, split=split)
         result, _ = await self._invoke(task)
         return result
 
-    async def _compute(self, r: int) -> tuple[list[str], list[GradientResult], int, int]:
-        slots = minibatches_of_round(r, self.spec.minibatches_per_round, self._data.batches_per_epoch)
+    async def _compute(self, r: int, rank: int) -> tuple[list[str], list[GradientResult], int, int]:
+        per_round = self.spec.minibatches_per_round
+        slots = minibatch_slots(self.progress.at(per_round), self._data.batches_per_epoch, rank, per_round)
         tasks = [GradientTask(id=f"{self.job_id}:round {r}:minibatch {j}", work=self._work,
                               params_key=self.keys.params(r), epoch=epoch, index=index,
                               out_key=self.keys.gradient(r, j))
@@ -201,7 +327,7 @@ class JobRunner:
             raise RoundFailed(f"round {r} has {len(grads)} gradients after dropping failed minibatches: {exc}") from exc
         await self._store.aggregate(self.keys.aggregate(r), rule, grads, **options)
 
-    async def _update(self, r: int) -> None:
+    async def _update(self, r: int, gradient: str) -> None:
         cfg = self.spec.optimizer.config()
         names = ADAM_STATE if isinstance(cfg, AdamConfig) else SGD_STATE
         await self._store.copy(self.keys.params(r), self.keys.params(r + 1))
@@ -209,10 +335,10 @@ class JobRunner:
             await self._store.copy(self.keys.optimizer(name, r), self.keys.optimizer(name, r + 1))
         nxt = lambda name: self.keys.optimizer(name, r + 1)  # noqa: E731
         if isinstance(cfg, AdamConfig):
-            await self._store.adam_step(self.keys.params(r + 1), self.keys.aggregate(r), cfg,
+            await self._store.adam_step(self.keys.params(r + 1), gradient, cfg,
                                         exp_avg=nxt("exp_avg"), exp_avg_sq=nxt("exp_avg_sq"), step=nxt("step"))  # fmt: skip
         else:
-            await self._store.sgd_step(self.keys.params(r + 1), self.keys.aggregate(r), cfg,
+            await self._store.sgd_step(self.keys.params(r + 1), gradient, cfg,
                                        buffer=nxt("buf") if cfg.momentum > 0 else None)  # fmt: skip
 
     async def _commit(self, r: int, run_id: str, progress: Progress) -> None:

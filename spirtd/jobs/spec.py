@@ -39,6 +39,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
+from spirtd.exchange.config import RoundSettings
 from spirtd.aggregation import validate_spec
 from spirtd.errors import AggregationError, ConfigError
 from spirtd.machine import memory_mb as machine_memory_mb
@@ -229,6 +230,10 @@ class JobSpec:
         """What the job's workers compute with: the one form the spec takes
         on its way to them."""
         return WorkSpec(self.model.to_dict(), self.dataset.to_dict(), self.batch_size, self.seed)
+
+    def round_settings(self) -> RoundSettings:
+        """How this job's rounds exchange with other peers."""
+        return RoundSettings(self.aggregation.rule, self.aggregation.options())
 
     def pool_config(self) -> PoolConfig:
         """The worker pool the job asks for."""

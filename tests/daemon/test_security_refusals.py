@@ -134,20 +134,23 @@ async def test_oversized_message(two_peers, certs):
     await still_serving(certs, two_peers)
 
 
-async def test_gradient_exchange_says_plainly_it_is_not_served_yet(two_peers, certs):
-    """The service is defined for the multi-peer issue; until then a peer that
-    calls it gets UNIMPLEMENTED with a reason, not a crash or a hang."""
+async def test_gradient_exchange_refuses_bad_requests_plainly_and_keeps_serving(two_peers, certs):
+    """A stream with no header, an unknown job's version, a spoofed sender:
+    each a clear status, never a crash or a hang."""
     target = two_peers[0]
     async with channel(certs, target.address, "node2") as ch:
         stub = gradients_pb2_grpc.GradientExchangeStub(ch)
         with pytest.raises(grpc.aio.AioRpcError) as fetch:
-            async for _ in stub.FetchTensor(gradients_pb2.FetchTensorRequest(sender="node2"), timeout=CALL_TIMEOUT_S):
+            request = gradients_pb2.FetchTensorRequest(sender="node2", ref=gradients_pb2.TensorRef(job="jnone", name="params"))
+            async for _ in stub.FetchTensor(request, timeout=CALL_TIMEOUT_S):
                 pass
         with pytest.raises(grpc.aio.AioRpcError) as push:
             await stub.PushTensor(iter([gradients_pb2.TensorChunk(data=b"x")]), timeout=CALL_TIMEOUT_S)
-    for info in (fetch, push):
-        assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
-        assert info.value.details() == "gradient exchange is not served yet"
+        with pytest.raises(grpc.aio.AioRpcError) as spoofed:
+            await stub.Agree(gradients_pb2.AgreementMessage(sender="node1", job="j"), timeout=CALL_TIMEOUT_S)
+    assert fetch.value.code() == grpc.StatusCode.NOT_FOUND and "no job" in fetch.value.details()
+    assert push.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "header" in push.value.details()
+    assert spoofed.value.code() == grpc.StatusCode.PERMISSION_DENIED
     await still_serving(certs, two_peers)
 
 

@@ -267,7 +267,8 @@ def test_a_peer_left_out_learns_the_newer_round_from_a_majority():
         net.start(peer, round_number=4, state="s4", alive={"a", "b", "c", "d"})
     net.deliver()
     resyncs = net.of("d", Resync)
-    assert resyncs and resyncs[0].round == 4 and resyncs[0].state == "s4" and len(resyncs[0].sources) >= 3
+    # a majority of the others the proposals name (d never vouches for itself)
+    assert resyncs and resyncs[0].round == 4 and resyncs[0].state == "s4" and len(resyncs[0].sources) >= 2
 
 
 def test_messages_of_another_job_or_an_old_round_change_nothing():

@@ -14,8 +14,8 @@ import pytest
 from spirtd.clock import SystemClock
 from spirtd.errors import AttemptFailed
 from spirtd.exchange.attempt import LocalAggregate
-from spirtd.exchange.config import AgreementConfig, ExchangeConfig
-from spirtd.exchange.driver import ExchangeDriver, RoundSettings
+from spirtd.exchange.config import AgreementConfig, ExchangeConfig, RoundSettings
+from spirtd.exchange.driver import ExchangeDriver
 from spirtd.exchange.formulas import exchange_bytes
 from spirtd.exchange.memory import MemoryExchange
 from spirtd.exchange.streams import ContributionHeader, Stage

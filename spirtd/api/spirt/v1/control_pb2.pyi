@@ -227,7 +227,7 @@ class WatchJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class RoundEvent(_message.Message):
-    __slots__ = ("job_id", "round", "total_rounds", "loss", "accuracy", "val_loss", "phase_s", "minibatches", "retried", "dropped", "state", "message")
+    __slots__ = ("job_id", "round", "total_rounds", "loss", "accuracy", "val_loss", "phase_s", "minibatches", "retried", "dropped", "state", "message", "participants", "excluded", "sent_bytes", "received_bytes", "digest")
     class PhaseSEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -235,6 +235,13 @@ class RoundEvent(_message.Message):
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class ExcludedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     TOTAL_ROUNDS_FIELD_NUMBER: _ClassVar[int]
@@ -247,6 +254,11 @@ class RoundEvent(_message.Message):
     DROPPED_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDED_FIELD_NUMBER: _ClassVar[int]
+    SENT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     round: int
     total_rounds: int
@@ -259,7 +271,12 @@ class RoundEvent(_message.Message):
     dropped: int
     state: JobState
     message: str
-    def __init__(self, job_id: _Optional[str] = ..., round: _Optional[int] = ..., total_rounds: _Optional[int] = ..., loss: _Optional[float] = ..., accuracy: _Optional[float] = ..., val_loss: _Optional[float] = ..., phase_s: _Optional[_Mapping[str, float]] = ..., minibatches: _Optional[int] = ..., retried: _Optional[int] = ..., dropped: _Optional[int] = ..., state: _Optional[_Union[JobState, str]] = ..., message: _Optional[str] = ...) -> None: ...
+    participants: _containers.RepeatedScalarFieldContainer[str]
+    excluded: _containers.ScalarMap[str, str]
+    sent_bytes: int
+    received_bytes: int
+    digest: str
+    def __init__(self, job_id: _Optional[str] = ..., round: _Optional[int] = ..., total_rounds: _Optional[int] = ..., loss: _Optional[float] = ..., accuracy: _Optional[float] = ..., val_loss: _Optional[float] = ..., phase_s: _Optional[_Mapping[str, float]] = ..., minibatches: _Optional[int] = ..., retried: _Optional[int] = ..., dropped: _Optional[int] = ..., state: _Optional[_Union[JobState, str]] = ..., message: _Optional[str] = ..., participants: _Optional[_Iterable[str]] = ..., excluded: _Optional[_Mapping[str, str]] = ..., sent_bytes: _Optional[int] = ..., received_bytes: _Optional[int] = ..., digest: _Optional[str] = ...) -> None: ...
 
 class GetModelRequest(_message.Message):
     __slots__ = ("job_id",)
