@@ -63,8 +63,10 @@ class ClusterPeers:
         self._store = store
 
     async def agree(self, job: str, round_number: int, state: str, previous: Collection[str], n_elements: int,
-                    scratch: str, settings: RoundSettings, on_note: Callable[[str], None]) -> AttemptKey:  # fmt: skip
-        return await self._driver.agree(job, round_number, state, previous, n_elements, scratch, settings, on_note)
+                    scratch: str, settings: RoundSettings, on_note: Callable[[str], None], *,
+                    fresh: bool = False) -> AttemptKey:  # fmt: skip
+        return await self._driver.agree(job, round_number, state, previous, n_elements, scratch, settings, on_note,
+                                        fresh=fresh)  # fmt: skip
 
     async def exchange(self, job: str, key: AttemptKey, local: LocalAggregate) -> GlobalAggregate:
         return await self._driver.exchange(job, key, local)

@@ -27,6 +27,8 @@ from spirtd.exchange.messages import AttemptKey, Message, Propose, Report
 
 # Later rounds whose early messages are held (a peer that far behind resyncs).
 MAX_EARLY_ROUNDS = 4
+# Peers behind or astray told where this one is, per round (each once per attempt).
+MAX_ANSWERS = 256
 
 
 class AgreementPhase(enum.Enum):
@@ -105,6 +107,8 @@ class _Round:
     newer_sizes: dict[tuple[int, str], int] = field(default_factory=dict)  # their participant counts
     abandoned: set[tuple[int, str]] = field(default_factory=set)  # (attempt, peer): it proposed a later one
     new_state: str = ""
+    recent: frozenset[str] = frozenset()  # proposed with our state in the last round
+    answered: set[tuple[str, int, int]] = field(default_factory=set)  # (peer, round, attempt) told where we are
 
 
 class RoundAgreement:
@@ -127,7 +131,8 @@ class RoundAgreement:
         """Begins round_number from a version with digest `state`; previous
         holds the last committed round's participants."""
         self._alive = set(alive) | {self.me}
-        self._round = _Round(round_number, state, frozenset(previous))
+        recent = frozenset(self._round.same_state) if self._round is not None else frozenset()
+        self._round = _Round(round_number, state, frozenset(previous), recent=recent)
         effects = self._begin(0, now)
         early = self._early.pop(round_number, {})
         self._early = {n: held for n, held in self._early.items() if n > round_number}
@@ -220,10 +225,18 @@ class RoundAgreement:
     def _begin(self, attempt: int, now: float) -> list[Effect]:
         r = self._round
         r.attempt = attempt
-        # First the view; then those that proposed this round with our state
-        # and those they named (news of life the view may not have yet),
-        # less the dead and those that stayed silent through an attempt.
-        candidates = self._alive if attempt == 0 else r.same_state | r.listed
+        # First the view (after the first round: those of it that took part
+        # in the last one or proposed in it, so that a member not running
+        # the job stalls nobody); then those that proposed this round with
+        # our state and those they named (news of life the view may not
+        # have yet), less the dead and those that stayed silent through an
+        # attempt.
+        if attempt > 0:
+            candidates = r.same_state | r.listed
+        elif r.previous:
+            candidates = self._alive & (r.previous | r.recent | r.same_state)
+        else:
+            candidates = self._alive
         participants = ranked((candidates | {self.me}) - r.dead - r.unresponsive)
         need = quorum(len(r.previous), self.config.quorum_fraction) if r.previous else 1
         have = len(r.previous & set(participants)) if r.previous else len(participants)
@@ -240,10 +253,13 @@ class RoundAgreement:
     def _on_propose(self, r: _Round, m: Propose, now: float) -> list[Effect]:
         if m.key.round > r.number and self.phase is not AgreementPhase.DONE:
             return self._on_newer(r, m)
-        if m.key.round != r.number:
-            return []  # an older round: that peer learns from our proposals
+        if m.key.round < r.number:
+            return self._answer(r, m)  # an older round: that peer learns from our proposal
         if m.state != r.state:
-            return []  # same round, another state: not a participant of ours
+            # Same round, another state: not a participant of ours; if most
+            # others hold that state, ours is the one to give up.
+            resync = self._on_newer(r, m) if self.phase is not AgreementPhase.DONE else []
+            return [*self._answer(r, m), *resync]
         r.same_state.add(m.sender)
         r.listed |= set(m.key.participants)
         r.unresponsive.discard(m.sender)
@@ -281,6 +297,17 @@ class RoundAgreement:
         if self.phase is AgreementPhase.WORKING and m.sender in r.key.participants:
             return []  # it may have committed this very attempt
         return self._resync_if_vouched(r)
+
+    def _answer(self, r: _Round, m: Propose) -> list[Effect]:
+        """Our proposal, once per attempt of a peer that proposes from an
+        older round or another state: it may not be among our participants,
+        and must hear where the others are to resync."""
+        mine = r.proposals.get(r.attempt, {}).get(self.me)
+        asked = (m.sender, m.key.round, m.key.attempt)
+        if mine is None or asked in r.answered or len(r.answered) >= MAX_ANSWERS:
+            return []
+        r.answered.add(asked)
+        return [Send(m.sender, mine)]
 
     def _resync_if_vouched(self, r: _Round) -> list[Effect]:
         for (number, state), vouching in r.newer.items():

@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+
+import numpy as np
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,12 +32,29 @@ from spirtd.errors import AggregationError, AttemptFailed, SpirtError
 from spirtd.exchange.config import ExchangeConfig
 from spirtd.exchange.formulas import FLOAT32_BYTES, quorum, shard_bounds
 from spirtd.exchange.messages import AttemptKey
-from spirtd.exchange.streams import ChunkCheck, ContributionCheck, ContributionHeader, Refusal, RefusalKind, Stage
+from spirtd.exchange.streams import (
+    WIRE_DTYPES,
+    ChunkCheck,
+    ContributionCheck,
+    ContributionHeader,
+    Refusal,
+    RefusalKind,
+    Stage,
+)
 from spirtd.exchange.transport import Chunks, ExchangeTransport
 from spirtd.store.api import DType, TensorStore
 
 _log = logging.getLogger("spirtd.exchange")
-WIRE_DTYPE = "FLOAT"
+
+
+def to_wire(data: bytes, dtype: str) -> bytes:
+    """float32 bytes as they travel (HALF: rounded to float16)."""
+    return data if dtype == "FLOAT" else np.frombuffer(data, "<f4").astype("<f2").tobytes()
+
+
+def from_wire(data: bytes, dtype: str) -> bytes:
+    """Bytes as they travelled, as the float32 the store aggregates in."""
+    return data if dtype == "FLOAT" else np.frombuffer(data, "<f2").astype("<f4").tobytes()
 
 
 @dataclass(frozen=True)
@@ -175,7 +194,7 @@ class AttemptExchange:
                         refusal = check.chunk(offset, data)
                         if refusal is not None:
                             raise _Refused(refusal)
-                        await w.write(offset, data)
+                        await w.write(self._f32_offset(offset, header.dtype), from_wire(data, header.dtype))
                     refusal = check.finish()
                     if refusal is not None:
                         raise _Refused(refusal)
@@ -189,7 +208,8 @@ class AttemptExchange:
             refusal = check.chunk(offset, data)
             if refusal is not None:
                 break
-            await self._store.write_chunk(self.global_key, base + offset, data)
+            await self._store.write_chunk(self.global_key, base + self._f32_offset(offset, header.dtype),
+                                          from_wire(data, header.dtype))  # fmt: skip
         else:
             refusal = check.finish()
         if refusal is not None:
@@ -222,6 +242,7 @@ class AttemptExchange:
     async def _send_part(self, transport: ExchangeTransport, local: LocalAggregate, shard: int, owner: str) -> None:
         start, stop = self.bounds[shard]
         data = await self._store.read_chunk(local.key, start * FLOAT32_BYTES, (stop - start) * FLOAT32_BYTES)
+        data = to_wire(data, self._config.wire_dtype)
         header = self._header(Stage.SCATTER, shard, data, local.samples, local.loss, ())
         try:
             await transport.push(owner, header, self._chunks(data))
@@ -235,9 +256,9 @@ class AttemptExchange:
     async def _own_shard(self, transport: ExchangeTransport, local: LocalAggregate, deadline_s: float) -> None:
         start, stop = self.bounds[self.mine]
         mine = await self._store.read_chunk(local.key, start * FLOAT32_BYTES, (stop - start) * FLOAT32_BYTES)
+        mine = to_wire(mine, self._config.wire_dtype)  # this peer's part counts as the others' do
         async with self._store.writer(self.part_key(self.me), DType.FLOAT, (stop - start,)) as w:
-            async for offset, data in self._chunks(mine):
-                await w.write(offset, data)
+            await w.write(0, from_wire(mine, self._config.wire_dtype))
         self.parts[self.me] = self._header(Stage.SCATTER, self.mine, mine, local.samples, local.loss, ())
         waiting = lambda: self.failure is not None or set(self.parts) | self.dead >= set(self.key.participants)  # noqa: E731
         try:
@@ -270,6 +291,7 @@ class AttemptExchange:
             self._raise_if_failed()
         start, stop = self.bounds[self.mine]
         data = await self._store.read_chunk(self.result_key, 0, (stop - start) * FLOAT32_BYTES)
+        data = to_wire(data, self._config.wire_dtype)
         samples = sum(weights)
         loss = sum(self.parts[s].loss * self.parts[s].samples for s in senders) / samples if samples else 0.0
         return self._header(Stage.GATHER, self.mine, data, samples, loss, tuple(senders)), data
@@ -295,9 +317,12 @@ class AttemptExchange:
             self.fail(f"the aggregates of shards {missing} did not arrive within gather_timeout_s = "
                       f"{self._config.gather_timeout_s:g} s")  # fmt: skip
         self._raise_if_failed()
+        # The result as the others received it, so that every peer holds the same bits.
         start = self.bounds[self.mine][0] * FLOAT32_BYTES
         async for offset, data in self._chunks(self._own_result):
-            await self._store.write_chunk(self.global_key, start + offset, data)
+            dtype = self._config.wire_dtype
+            await self._store.write_chunk(self.global_key, start + self._f32_offset(offset, dtype),
+                                          from_wire(data, dtype))  # fmt: skip
 
     def _raise_if_failed(self) -> None:
         if self.failure is not None:
@@ -307,9 +332,13 @@ class AttemptExchange:
                 contributors: tuple[str, ...]) -> ContributionHeader:  # fmt: skip
         start, stop = self.bounds[shard]
         return ContributionHeader(job=self.job, key=self.key, sender=self.me, shard=shard, start=start,
-                                  n_elements=stop - start, dtype=WIRE_DTYPE, nbytes=len(data),
+                                  n_elements=stop - start, dtype=self._config.wire_dtype, nbytes=len(data),
                                   sha256=hashlib.sha256(data).hexdigest(), stage=stage, samples=samples, loss=loss,
                                   contributors=contributors)  # fmt: skip
+
+    @staticmethod
+    def _f32_offset(offset: int, dtype: str) -> int:
+        return offset * FLOAT32_BYTES // WIRE_DTYPES[dtype]
 
     async def _chunks(self, data: bytes) -> Chunks:
         view, size = memoryview(data), self._config.chunk_bytes

@@ -37,7 +37,8 @@ class ExchangeConfig:
     shard (deadline_multiple times the deadline_percentile of recent
     arrival times, within [deadline_floor_s, deadline_ceiling_s]; the
     ceiling while nothing was seen); how long a participant waits for the
-    aggregated shards after sending its own (gather_timeout_s)."""
+    aggregated shards after sending its own (gather_timeout_s); the dtype
+    contributions travel in (wire_dtype)."""
 
     agreement: AgreementConfig = AgreementConfig()
     chunk_bytes: int = 1 << 20
@@ -47,10 +48,12 @@ class ExchangeConfig:
     deadline_ceiling_s: float = 120.0
     gather_timeout_s: float = 60.0
     arrival_history: int = 64
+    wire_dtype: str = "FLOAT"  # or "HALF": half the bytes, aggregated in float32
 
     def __post_init__(self) -> None:
-        if isinstance(self.chunk_bytes, bool) or not isinstance(self.chunk_bytes, int) or self.chunk_bytes < 4:
-            raise ConfigError(f"chunk_bytes must be an integer >= 4, got {self.chunk_bytes!r}")
+        chunk = self.chunk_bytes
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 4 or chunk % 4:
+            raise ConfigError(f"chunk_bytes must be a multiple of 4 (whole float32 elements), got {chunk!r}")
         for name in ("deadline_multiple", "deadline_floor_s", "deadline_ceiling_s", "gather_timeout_s"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
@@ -58,6 +61,8 @@ class ExchangeConfig:
         if self.deadline_floor_s > self.deadline_ceiling_s:
             raise ConfigError(f"deadline_floor_s ({self.deadline_floor_s:g}) is above deadline_ceiling_s "
                               f"({self.deadline_ceiling_s:g})")  # fmt: skip
+        if self.wire_dtype not in ("FLOAT", "HALF"):
+            raise ConfigError(f"wire_dtype must be FLOAT or HALF, got {self.wire_dtype!r}")
         if not 0 < self.deadline_percentile <= 100:
             raise ConfigError(f"deadline_percentile must be in (0, 100], got {self.deadline_percentile!r}")
 

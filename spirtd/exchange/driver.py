@@ -95,11 +95,12 @@ class ExchangeDriver:
 
     async def agree(self, job: str, round_number: int, state: str, previous: Collection[str], n_elements: int,
                     scratch: str, settings: RoundSettings, on_note: Callable[[str], None] = lambda text: None,
-                    ) -> AttemptKey:  # fmt: skip
+                    *, fresh: bool = False) -> AttemptKey:  # fmt: skip
         """The next agreed attempt of the round (starting the round if it is
-        new); ResyncNeeded when a majority holds another state."""
+        new, or afresh: the runner starts it over after its store restarted);
+        ResyncNeeded when a majority holds another state."""
         session = self._sessions.get(job)
-        if session is None or session.round != round_number:
+        if session is None or session.round != round_number or fresh:
             session = self._start(job, round_number, state, previous, n_elements, scratch, settings)
         while True:
             effect = await session.outcomes.get()

@@ -148,6 +148,10 @@ class ChunkCheck:
         self._hash = hashlib.sha256()
 
     def chunk(self, offset: int, data: bytes | memoryview) -> Refusal | None:
+        itemsize = WIRE_DTYPES.get(self._header.dtype, 1)
+        if self._header.dtype != "FLOAT" and len(data) % itemsize:  # converted element by element
+            return Refusal(RefusalKind.BAD_CHUNK, f"a chunk of {len(data)} bytes is not whole {self._header.dtype} "
+                           f"elements of {itemsize} bytes")  # fmt: skip
         if offset != self._next:
             return Refusal(RefusalKind.BAD_CHUNK, f"a chunk at byte {offset}; the next expected is {self._next}")
         if offset + len(data) > self._header.nbytes:

@@ -23,7 +23,8 @@ class RoundPeers(Protocol):
     solo: bool  # no other peer can ever take part (no exchange phases)
 
     async def agree(self, job: str, round_number: int, state: str, previous: Collection[str], n_elements: int,
-                    scratch: str, settings: RoundSettings, on_note: Callable[[str], None]) -> AttemptKey: ...  # fmt: skip
+                    scratch: str, settings: RoundSettings, on_note: Callable[[str], None], *,
+                    fresh: bool = False) -> AttemptKey: ...  # fmt: skip
 
     async def exchange(self, job: str, key: AttemptKey, local: LocalAggregate) -> GlobalAggregate: ...
 
@@ -44,7 +45,8 @@ class SoloPeers:
     def __init__(self, me: str = "self") -> None:
         self.me = me
 
-    async def agree(self, job, round_number, state, previous, n_elements, scratch, settings, on_note) -> AttemptKey:
+    async def agree(self, job, round_number, state, previous, n_elements, scratch, settings, on_note, *,
+                    fresh=False) -> AttemptKey:  # fmt: skip
         return AttemptKey(round_number, 0, (self.me,))
 
     async def exchange(self, job: str, key: AttemptKey, local: LocalAggregate) -> GlobalAggregate:

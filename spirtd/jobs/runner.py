@@ -202,11 +202,13 @@ class JobRunner:
         state = "" if peers.solo else p.state or await self.state_digest(r, p)
         local: tuple[int, LocalAggregate, list[GradientResult], int, int] | None = None
         notes: list[str] = []
+        fresh = True  # the round starts over here, whatever the peers' driver held of it
         while True:
             if not peers.solo:
                 clock.enter(RoundPhase.PROPOSE, self._clock.monotonic())
             key = await peers.agree(self.job_id, r, state, p.participants, self._data.n_params,
-                                    self.keys.scratch(r), self._settings, notes.append)  # fmt: skip
+                                    self.keys.scratch(r), self._settings, notes.append, fresh=fresh)  # fmt: skip
+            fresh = False
             rank = key.participants.index(peers.me)
             if local is None or local[0] != rank:  # another rank computes other minibatches
                 clock.enter(RoundPhase.COMPUTE, self._clock.monotonic())

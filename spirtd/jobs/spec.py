@@ -29,6 +29,14 @@ keys are errors) into frozen dataclasses.
     [workers]
     mode = "warm"                 # warm pool, or "cold": a fresh process per minibatch
     concurrency = 2
+
+    [peers]                       # rounds with other peers (docs/rounds.md)
+    quorum = 0.5                  # a round needs more than this fraction of the last one's participants
+    deadline_floor_s = 2          # an owner waits for parts within [floor, ceiling], adapting to arrivals
+    deadline_ceiling_s = 120
+    propose_timeout_s = 5
+    report_timeout_s = 30
+    wire_dtype = "float32"        # or "float16": half the bytes on the wire, aggregated in float32
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
-from spirtd.exchange.config import RoundSettings
+from spirtd.exchange.config import AgreementConfig, ExchangeConfig, RoundSettings
 from spirtd.aggregation import validate_spec
 from spirtd.errors import AggregationError, ConfigError
 from spirtd.machine import memory_mb as machine_memory_mb
@@ -48,6 +56,8 @@ from spirtd.optim import AdamConfig, SgdConfig
 from spirtd.workers.config import PoolConfig, PoolMode
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+# A spec's [rounds] wire_dtype, and the store's name of it.
+WIRE_DTYPES = {"float32": "FLOAT", "float16": "HALF"}
 WORKER_MODES = ("warm", "cold")
 
 # Bounds of every number in a spec: what the wire (uint64 rounds, uint32
@@ -181,6 +191,24 @@ class WorkersSpec:
 
 
 @dataclass(frozen=True)
+class RoundsSpec:
+    """How the peers of the job run a round together (docs/rounds.md):
+    quorum, a round needs more than this fraction of the last round's
+    participants (a strict majority by default: a minority partition
+    stops); the deadline an owner waits for the parts of its shard adapts
+    to arrival times within [deadline_floor_s, deadline_ceiling_s];
+    propose_timeout_s and report_timeout_s bound the agreement's waits;
+    wire_dtype "float16" halves the bytes on the wire (aggregated in float32)."""
+
+    quorum: float = 0.5
+    deadline_floor_s: float = 2.0
+    deadline_ceiling_s: float = 120.0
+    propose_timeout_s: float = 5.0
+    report_timeout_s: float = 30.0
+    wire_dtype: str = "float32"
+
+
+@dataclass(frozen=True)
 class JobSpec:
     model: NamedSpec
     dataset: NamedSpec
@@ -196,6 +224,7 @@ class JobSpec:
     aggregation: AggregationSpec = field(default_factory=AggregationSpec)
     limits: LimitsSpec = field(default_factory=LimitsSpec)
     workers: WorkersSpec = field(default_factory=WorkersSpec)
+    peers: RoundsSpec = field(default_factory=RoundsSpec)
     name: str = ""
 
     def total_rounds(self, batches_per_epoch: int) -> int:
@@ -232,8 +261,13 @@ class JobSpec:
         return WorkSpec(self.model.to_dict(), self.dataset.to_dict(), self.batch_size, self.seed)
 
     def round_settings(self) -> RoundSettings:
-        """How this job's rounds exchange with other peers."""
-        return RoundSettings(self.aggregation.rule, self.aggregation.options())
+        """How this job's rounds exchange with other peers ([peers])."""
+        r = self.peers
+        agreement = AgreementConfig(propose_timeout_s=r.propose_timeout_s, report_timeout_s=r.report_timeout_s,
+                                    quorum_fraction=r.quorum)  # fmt: skip
+        config = ExchangeConfig(agreement=agreement, deadline_floor_s=r.deadline_floor_s,
+                                deadline_ceiling_s=r.deadline_ceiling_s, wire_dtype=WIRE_DTYPES[r.wire_dtype])  # fmt: skip
+        return RoundSettings(self.aggregation.rule, self.aggregation.options(), config)
 
     def pool_config(self) -> PoolConfig:
         """The worker pool the job asks for."""
@@ -243,7 +277,7 @@ class JobSpec:
                           max_attempts=self.limits.max_attempts)  # fmt: skip
 
 
-_TABLES = {"optimizer": OptimizerSpec, "limits": LimitsSpec, "workers": WorkersSpec}
+_TABLES = {"optimizer": OptimizerSpec, "limits": LimitsSpec, "workers": WorkersSpec, "peers": RoundsSpec}
 _TOP = {f.name for f in fields(JobSpec)}
 
 
@@ -272,10 +306,25 @@ def _check_tables(spec: JobSpec) -> None:
     if spec.workers.mode not in WORKER_MODES:
         raise ConfigError(f"workers mode must be warm or cold, not {_shown(spec.workers.mode)}")
     _positive_int(spec.workers.concurrency, "workers concurrency", maximum=MAX_CONCURRENCY)
+    _check_peers(spec.peers)
     try:
         validate_spec(spec.aggregation.rule, spec.minibatches_per_round, spec.aggregation.options())
     except AggregationError as exc:
         raise ConfigError(f"[aggregation] with {spec.minibatches_per_round} minibatches per round: {exc}") from exc
+
+
+def _check_peers(r: RoundsSpec) -> None:
+    quorum = _number(r.quorum, "peers quorum")
+    if quorum >= 1.0:
+        raise ConfigError(f"peers quorum is a fraction below 1 (a round needs more than it of the last round's "
+                          f"participants), got {quorum:g}")  # fmt: skip
+    for name in ("deadline_floor_s", "deadline_ceiling_s", "propose_timeout_s", "report_timeout_s"):
+        _number(getattr(r, name), f"peers {name}", strict=True, maximum=MAX_ROUND_TIMEOUT_S)
+    if r.deadline_floor_s > r.deadline_ceiling_s:
+        raise ConfigError(f"peers deadline_floor_s ({r.deadline_floor_s:g}) is above deadline_ceiling_s "
+                          f"({r.deadline_ceiling_s:g})")  # fmt: skip
+    if r.wire_dtype not in WIRE_DTYPES:
+        raise ConfigError(f"peers wire_dtype must be {' or '.join(WIRE_DTYPES)}, not {_shown(r.wire_dtype)}")
 
 
 def from_dict(values: Mapping[str, Any]) -> JobSpec:

@@ -280,7 +280,8 @@ def test_messages_of_another_job_or_an_old_round_change_nothing():
         assert machine.receive(effect.message, 0.0) == []
     old = RoundAgreement("b", "j1", CONFIG)
     for effect in old.start(2, "s2", (), {"a", "b"}, 0.0):
-        assert machine.receive(effect.message, 0.0) == []
+        answer = machine.receive(effect.message, 0.0)  # at most: where this peer is, so that b can resync
+        assert all(isinstance(e, Send) and e.to == "b" and e.message.key.round == 3 for e in answer)
     assert machine.phase is before
 
 
@@ -318,3 +319,35 @@ def test_the_next_rounds_proposals_before_the_reports_commit_the_vote_and_are_ke
     net.start("c", round_number=4, state="s4")  # the held proposals of round 4 count at once
     net.deliver()
     assert all(net.of(peer, Agreed)[-1].key.round == 4 for peer in "abc")
+
+
+def test_a_member_not_running_the_job_stalls_no_round_and_is_taken_in_once_it_proposes():
+    net = Net(["a", "b", "c", "d"])
+    for peer in "abc":  # d is alive but has not started the job
+        net.start(peer, previous=("a", "b", "c"), alive={"a", "b", "c", "d"})
+    net.deliver()
+    assert all(net.of(p, Agreed)[-1].key.participants == ("a", "b", "c") for p in "abc")  # no timeout waited
+    assert net.now == 0.0
+
+
+def test_a_peer_behind_hears_where_the_others_are_and_resyncs():
+    net = Net(["a", "b", "c", "d"])
+    for peer in "abc":
+        net.start(peer, round_number=9, state="s9", previous=("a", "b", "c"), alive={"a", "b", "c", "d"})
+    net.deliver()
+    net.start("d", round_number=2, state="s2", previous=("a", "b", "c", "d"), alive={"a", "b", "c", "d"})
+    net.deliver()  # d proposes round 2; each of the others answers with its round 9 proposal
+    resyncs = net.of("d", Resync)
+    assert resyncs and resyncs[0].round == 9 and resyncs[0].state == "s9" and len(resyncs[0].sources) >= 2
+
+
+def test_a_peer_astray_at_the_same_round_resyncs_to_the_majority():
+    net = Net(["a", "b", "c"])
+    for peer in "ab":
+        net.start(peer, state="s3", previous=("a", "b", "c"))
+    net.start("c", state="bad", previous=("a", "b", "c"))
+    net.deliver()
+    resyncs = net.of("c", Resync)
+    assert resyncs and resyncs[0].round == 3 and resyncs[0].state == "s3"
+    net.advance(CONFIG.propose_timeout_s + 1)  # a and b give up on c and go on
+    assert all(net.of(p, Agreed)[-1].key.participants == ("a", "b") for p in "ab")

@@ -83,14 +83,14 @@ def local_vector(i: int) -> np.ndarray:
     return np.random.default_rng(i).standard_normal(M).astype(np.float32)
 
 
-async def one_round(cluster: Cluster, peers, samples, *, before_exchange=None):
+async def one_round(cluster: Cluster, peers, samples, *, before_exchange=None, settings=SETTINGS):
     async def peer(name):
         d = cluster.drivers[name]
         store = cluster.stores[name]
         i = cluster.names.index(name)
         await store.set(f"local:{name}", local_vector(i))
         while True:
-            key = await d.agree("j1", 0, "s0", (), M, f"job:j1:round:0:", SETTINGS)
+            key = await d.agree("j1", 0, "s0", (), M, "job:j1:round:0:", settings)
             if before_exchange is not None:
                 await before_exchange(name, key)
             try:
@@ -180,3 +180,21 @@ async def test_a_bad_stream_is_refused_leaves_nothing_and_the_round_goes_on(stor
     assert refused[1].kind.value == "bad_checksum"
     assert refused[2] == []  # nothing of the refused streams stayed
     np.testing.assert_allclose(results["a"][2], (local_vector(0) + local_vector(1)) / 2, rtol=1e-6)
+
+
+async def test_half_precision_on_the_wire_halves_the_bytes_and_every_peer_holds_the_same_bits(stores):
+    from dataclasses import replace
+
+    made = await stores()
+    net = MemoryExchange(SystemClock())
+    names = ["a", "b", "c"]
+    samples = {"a": 1.0, "b": 1.0, "c": 1.0}
+    half = replace(SETTINGS, config=replace(SETTINGS.config, wire_dtype="HALF"))
+    async with Cluster(made[:3], names, net) as cluster:
+        results = await one_round(cluster, names, samples, settings=half)
+    outs = [results[n][2] for n in names]
+    assert all(out.tobytes() == outs[0].tobytes() for out in outs)  # the owner holds what it sent
+    expected = sum(local_vector(i) for i in range(3)) / 3
+    np.testing.assert_allclose(outs[0], expected, rtol=2e-3, atol=2e-3)
+    for n in names:
+        assert abs(net.sent_bytes[n] - exchange_bytes(3, M, itemsize=2)) <= 4 * 2

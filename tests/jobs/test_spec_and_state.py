@@ -56,6 +56,14 @@ def test_spec_aggregation_options_sit_next_to_the_rule_and_round_trip():
     assert from_dict({**BASE, "aggregation": {"rule": "trimmed_mean", "b": 1, "f": None}}).aggregation.options() == {"b": 1}
 
 
+def test_the_peers_table_sets_the_rounds_with_other_peers_and_round_trips():
+    spec = from_dict({**BASE, "peers": {"quorum": 0.6, "deadline_ceiling_s": 30, "wire_dtype": "float16"}})
+    settings = spec.round_settings()
+    assert settings.config.agreement.quorum_fraction == 0.6 and settings.config.deadline_ceiling_s == 30
+    assert settings.config.wire_dtype == "HALF" and settings.rule == spec.aggregation.rule
+    assert from_dict(spec.to_dict()) == spec
+
+
 def test_spec_from_json_round_trips():
     spec = parse('{"model": "lenet", "dataset": "digits", "batch_size": 8, "minibatches_per_round": 2, '
                  '"rounds": 3, "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.9, "nesterov": true}}')
@@ -91,6 +99,13 @@ def test_spec_from_json_round_trips():
         ({"limits": {"invocation_timeout_s": 0}}, "invocation_timeout_s"),
         ({"limits": {"max_attempts": 0}}, "max_attempts"),
         ({"model": {"hidden": [3]}}, "model must be a name or a table with a name"),
+        ({"peers": {"quorum": 1.0}}, "peers quorum is a fraction below 1"),
+        ({"peers": {"quorum": -0.1}}, "peers quorum"),
+        ({"peers": {"deadline_floor_s": 0}}, "peers deadline_floor_s"),
+        ({"peers": {"deadline_floor_s": 30, "deadline_ceiling_s": 10}}, "deadline_floor_s (30) is above deadline_ceiling_s"),
+        ({"peers": {"propose_timeout_s": "5"}}, "peers propose_timeout_s must be a finite number"),
+        ({"peers": {"wire_dtype": "int8"}}, "peers wire_dtype must be float32 or float16, not 'int8'"),
+        ({"peers": {"quorom": 0.5}}, "unknown key 'quorom' in [peers]"),
     ],
 )
 def test_spec_refuses_bad_settings(change, words):
