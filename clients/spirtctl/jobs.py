@@ -164,7 +164,9 @@ def _postfix(event: control_pb2.RoundEvent) -> dict[str, Any]:
 def event_dict(e: control_pb2.RoundEvent) -> dict[str, Any]:
     out = {"round": e.round, "total_rounds": e.total_rounds, "state": state_name(e.state),
            "phase_s": dict(e.phase_s), "minibatches": e.minibatches, "retried": e.retried,
-           "dropped": e.dropped, "message": e.message}  # fmt: skip
+           "dropped": e.dropped, "message": e.message, "participants": list(e.participants),
+           "excluded": dict(e.excluded), "sent_bytes": e.sent_bytes, "received_bytes": e.received_bytes,
+           "digest": e.digest}  # fmt: skip
     for name in ("loss", "accuracy", "val_loss"):
         out[name] = _optional(e, name)
     return out

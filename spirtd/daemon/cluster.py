@@ -110,6 +110,9 @@ class GrpcJobReplicas:
         self._channels = channels
         self._members = members
 
+    def members(self) -> list[str]:
+        return sorted(self._members.alive())
+
     def _stubs(self) -> dict[str, gradients_pb2_grpc.JobReplicationStub]:
         out = {}
         for member in sorted(self._members.alive()):

@@ -108,6 +108,7 @@ class _Round:
     abandoned: set[tuple[int, str]] = field(default_factory=set)  # (attempt, peer): it proposed a later one
     new_state: str = ""
     recent: frozenset[str] = frozenset()  # proposed with our state in the last round
+    committed: bool = False
     answered: set[tuple[str, int, int]] = field(default_factory=set)  # (peer, round, attempt) told where we are
 
 
@@ -185,7 +186,7 @@ class RoundAgreement:
         sent = self._to_others(r.key, report)
         for early in self._early.get(r.number + 1, {}).values():
             if isinstance(early, Propose) and early.state == state:
-                self.phase, self._deadline = AgreementPhase.DONE, None
+                self.phase, self._deadline, r.committed = AgreementPhase.DONE, None, True
                 return [*sent, Committed(r.key, state, (early.sender,))]
         return [*sent, *self._check_reports(r)]
 
@@ -289,7 +290,7 @@ class RoundAgreement:
         will hold that state, so it decides once it does (updated, or the
         attempt's abort) when the proposer is one of its participants."""
         if self.phase is AgreementPhase.REPORTING and m.key.round == r.number + 1 and m.state == r.new_state:
-            self.phase, self._deadline = AgreementPhase.DONE, None
+            self.phase, self._deadline, r.committed = AgreementPhase.DONE, None, True
             return [Committed(r.voted, r.new_state, (m.sender,))]
         r.newer.setdefault((m.key.round, m.state), set()).add(m.sender)
         # This peer never vouches for itself: a majority of the others named.
@@ -303,6 +304,10 @@ class RoundAgreement:
         older round or another state: it may not be among our participants,
         and must hear where the others are to resync."""
         mine = r.proposals.get(r.attempt, {}).get(self.me)
+        if self.phase is AgreementPhase.DONE:
+            # Committed: where it is now is the next round, from the new state.
+            mine = Propose(self.me, self.job, AttemptKey(r.number + 1, 0, r.voted.participants), r.new_state) \
+                if r.committed else None  # fmt: skip
         asked = (m.sender, m.key.round, m.key.attempt)
         if mine is None or asked in r.answered or len(r.answered) >= MAX_ANSWERS:
             return []
@@ -377,6 +382,7 @@ class RoundAgreement:
                     continue
                 self.phase, self._deadline = AgreementPhase.DONE, None
                 if key == r.voted and state == r.new_state:
+                    r.committed = True
                     return [Committed(key, state, tuple(sorted(senders)))]
                 return [Resync(r.number + 1, state, tuple(sorted(senders)))]
         return []

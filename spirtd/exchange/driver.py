@@ -258,8 +258,10 @@ class ExchangeDriver:
                 if attempt is not None:
                     attempt.fail(effect.reason)
                     self._tasks.spawn(self._discard(attempt), name=f"discard {effect.key.digest}")
-                _log.info("job %s round %d attempt %d given up: %s", session.job, effect.key.round,
-                          effect.key.attempt, effect.reason, extra={"job": session.job, "round": effect.key.round})  # fmt: skip
+                # Views that differ for a moment make many short attempts: those say little.
+                level = logging.DEBUG if effect.reason.startswith("proposals differ") else logging.INFO
+                _log.log(level, "job %s round %d attempt %d given up: %s", session.job, effect.key.round,
+                         effect.key.attempt, effect.reason, extra={"job": session.job, "round": effect.key.round})  # fmt: skip
             session.outcomes.put_nowait(effect)
         self._notify()
 

@@ -84,6 +84,7 @@ class Progress:
     position: int | None = None
     participants: tuple[str, ...] = ()
     state: str = ""
+    proof: str = ""  # what state is the SHA-256 of (runner.state_proof)
 
     def at(self, per_round: int) -> int:
         """The global minibatch position the next round starts at."""
@@ -93,7 +94,7 @@ class Progress:
         out = {"round": str(self.round), "loss": repr(self.loss), "best_val_loss": repr(self.patience.best),
                "bad_evaluations": str(self.patience.bad_evaluations), "retried": str(self.retried),
                "dropped": str(self.dropped), "participants": ",".join(self.participants),
-               "state": self.state}  # fmt: skip
+               "state": self.state, "proof": self.proof}  # fmt: skip
         if self.position is not None:
             out["position"] = str(self.position)
         if self.accuracy is not None:
@@ -117,6 +118,7 @@ class Progress:
             position=int(get["position"]) if "position" in get else None,
             participants=tuple(p for p in get.get("participants", "").split(",") if p),
             state=get.get("state", ""),
+            proof=get.get("proof", ""),
         )
 
 

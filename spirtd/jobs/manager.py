@@ -57,6 +57,10 @@ class JobReplicas(Protocol):
         """Cancels the job on every live member (best effort)."""
         ...
 
+    def members(self) -> list[str]:
+        """The live members' ids, this peer's included."""
+        ...
+
 
 JOBS_DIR = records.JOBS_DIR
 # How often a job whose store crashed asks whether it is back.
@@ -93,6 +97,7 @@ class JobManager:
         self._peers = peers
         self._replicas = replicas
         self._serve_chunk_bytes = serve_chunk_bytes
+        self._adopting: set[str] = set()  # job ids offered by members, being recorded
 
     # ---- lifecycle ----
 
@@ -154,8 +159,9 @@ class JobManager:
         total_rounds = spec.check_length(shape.batches_per_epoch)
         footprint.check_fits(shape.n_params, spec, self._store_memory_bytes)
         job_id = "j" + secrets.token_hex(5)
+        members = self._replicas.members() if self._replicas is not None else []
         record = JobRecord(job_id, spec.to_dict(), submitted_unix=self._clock.wall(), total_rounds=total_rounds,
-                           owner=owner)  # fmt: skip
+                           owner=owner, members=members)  # fmt: skip
         await asyncio.to_thread(records.write_record, self._folder, record)
         self._jobs[job_id] = self._new_view(record, spec)
         self._queue.put_nowait(job_id)
@@ -174,13 +180,15 @@ class JobManager:
         before the answer; True if this peer had it already. ConfigError
         (RecordError) for a record that cannot be read."""
         record, spec = records.record_from_json(text)
-        if record.id in self._jobs:
+        if record.id in self._jobs or record.id in self._adopting:  # offered twice at once: a submit, a join
             return True
-        await asyncio.to_thread(self._training.describe, spec)  # the model and data exist here too
-        if record.id in self._jobs:
-            return True  # offered twice at once (a submit, and a member's join)
-        record.phase = JobPhase.QUEUED.value
-        await asyncio.to_thread(records.write_record, self._folder, record)
+        self._adopting.add(record.id)
+        try:
+            await asyncio.to_thread(self._training.describe, spec)  # the model and data exist here too
+            record.phase = JobPhase.QUEUED.value
+            await asyncio.to_thread(records.write_record, self._folder, record)
+        finally:
+            self._adopting.discard(record.id)
         self._jobs[record.id] = self._new_view(record, spec)
         self._queue.put_nowait(record.id)
         _log.info("took job %s from the cluster: %s on %s", record.id, spec.model.name, spec.dataset.name,
@@ -264,12 +272,14 @@ class JobManager:
         """The job's committed version here: its round, digest, progress and
         tensor names. JobNotFound when there is none to give."""
         job = self.view(job_id)
-        progress = job.progress
-        if job.record.job_phase.terminal or not progress.state:
+        progress, ended = job.progress, job.record.job_phase.terminal
+        if not progress.state or (ended and (not job.record.model_kept or job.record.round != progress.round)):
             raise JobNotFound(f"job {job_id} has no version to give on this peer (it is {job.record.phase})")
         names = [name for name, key in zip(VERSION_TENSORS, JobKeys(job_id).version(progress.round))
                  if await self._store.exists(key)]  # fmt: skip
-        return progress.round, progress.state, progress.to_hash(), names
+        # An ended job keeps its parameters only; "ended" tells the taker so.
+        fields = {**progress.to_hash(), **({"ended": job.record.phase} if ended else {})}
+        return progress.round, progress.state, fields, names
 
     async def read(self, job_id: str, version: int, name: str) -> AsyncIterator[tuple[str, tuple[int, ...], int, bytes]]:
         """(dtype, shape, offset, data) pieces of one tensor of a version,
@@ -450,7 +460,8 @@ class JobManager:
         return JobRunner(job.record.id, job.spec, self._store, invoke, self._clock, shape, initial,  # type: ignore[arg-type]
                          lambda report: self._publish(job, report), on_commit=committed,
                          retire=lambda version: self._pins.retire(job.record.id, version),
-                         peers=self._peers, settings=job.spec.round_settings())  # type: ignore[union-attr]  # fmt: skip
+                         peers=self._peers, settings=job.spec.round_settings(),  # type: ignore[union-attr]
+                         first_participants=tuple(job.record.members))  # fmt: skip
 
     def _note(self, job: JobView, message: str) -> None:
         """An event that is no round: something happened to the job."""

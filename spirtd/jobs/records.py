@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,8 @@ QUARANTINE_DIR = "quarantine"
 RECORD_SUFFIX = ".json"
 # A record holds a spec (at most specs.MAX_SPEC_BYTES as text) and a few numbers.
 MAX_RECORD_BYTES = 4 * specs.MAX_SPEC_BYTES
+MAX_MEMBERS = 4096
+MAX_MEMBER_CHARS = 253
 # What a job id may be (a file name): as JobManager.submit makes them.
 _JOB_ID = re.compile(r"j[0-9a-f]{10}")
 
@@ -61,6 +63,8 @@ class JobRecord:
     retried: int = 0
     dropped: int = 0
     model_kept: bool = True
+    # The live members when it was submitted: round 0's quorum is a majority of them.
+    members: list[str] = field(default_factory=list)
 
     @property
     def job_phase(self) -> JobPhase:
@@ -72,7 +76,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "test_accuracy": (int, float, type(None)), "digest": (str,), "elapsed_s": (int, float),
     "total_rounds": (int,), "owner": (str,), "finished_unix": (int, float), "round": (int,),
     "loss": (int, float, type(None)), "accuracy": (int, float, type(None)), "val_loss": (int, float, type(None)),
-    "retried": (int,), "dropped": (int,), "model_kept": (bool,),
+    "retried": (int,), "dropped": (int,), "model_kept": (bool,), "members": (list,),
 }  # fmt: skip
 
 
@@ -136,6 +140,9 @@ def record_from_values(values: Any) -> tuple[JobRecord, specs.JobSpec]:
         if isinstance(value, bool) and bool not in _TYPES[name] or not isinstance(value, _TYPES[name]):
             raise RecordError(f"its field {name!r} holds {type(value).__name__}")
     record = JobRecord(**values)
+    if not all(isinstance(m, str) and 0 < len(m) <= MAX_MEMBER_CHARS for m in record.members) or \
+            len(record.members) > MAX_MEMBERS:  # fmt: skip
+        raise RecordError(f"its members are not a list of at most {MAX_MEMBERS} member ids")
     try:
         record.job_phase
     except ValueError:

@@ -70,6 +70,7 @@ class JobRunner:
         retire: Callable[[int], Awaitable[None]] | None = None,
         peers: RoundPeers | None = None,
         settings: RoundSettings | None = None,
+        first_participants: tuple[str, ...] = (),
     ) -> None:
         self.job_id = job_id
         self.spec = spec
@@ -87,6 +88,8 @@ class JobRunner:
         self._work = spec.work()
         self._peers: RoundPeers = peers or SoloPeers()
         self._settings = settings or RoundSettings(spec.aggregation.rule, spec.aggregation.options())
+        # Round 0's quorum is of these (the members the job was submitted to).
+        self._first_participants = first_participants
 
     @property
     def params_key(self) -> str:
@@ -122,7 +125,10 @@ class JobRunner:
 
     async def run(self) -> JobPhase:
         """Runs the remaining rounds; returns SUCCEEDED or STOPPED_EARLY
-        (also when it resumes a job that had already stopped)."""
+        (also when it resumes a job that had already stopped). A round
+        another peer must give (a resync) is tried again, for at most the
+        job's round_timeout_s."""
+        failing_since: float | None = None
         while True:
             if self.progress.round > 0 and self.progress.patience.exhausted(self.spec.patience):
                 return JobPhase.STOPPED_EARLY
@@ -130,14 +136,25 @@ class JobRunner:
                 return JobPhase.SUCCEEDED
             try:
                 self._on_round(await self.run_round(self.progress.round))
+                failing_since = None
             except ResyncNeeded as want:
-                await self._resync(want)
+                if await self._resync(want):
+                    failing_since = None
+                    continue
+                failing_since = failing_since if failing_since is not None else self._clock.monotonic()
+                if self._clock.monotonic() - failing_since > self.spec.limits.round_timeout_s:
+                    raise RoundFailed(f"for longer than round_timeout_s = {self.spec.limits.round_timeout_s:g} s "
+                                      f"no peer gave the version a majority holds (round {want.round}); the job "
+                                      "stops") from None  # fmt: skip
+                await self._clock.sleep(RESYNC_RETRY_S)
 
-    async def _resync(self, want: ResyncNeeded) -> None:
+    async def _resync(self, want: ResyncNeeded) -> bool:
         """Takes the version a majority holds from one of them, checked
-        against the majority's digest before it replaces anything here; a
-        source whose version does not match is refused and the next one
-        tried. None matching: the round is agreed again (which resyncs again)."""
+        against the majority's digest before it replaces anything here: the
+        source's proof (the digest's preimage: round, position, each
+        tensor's digest) must hash to it, and every tensor fetched must have
+        the digest the proof names. A source that fails is logged and the
+        next one tried; False when none gave it."""
         landed = {name: f"{self.keys.scratch(want.round)}sync:{name}" for name in VERSION_TENSORS}
 
         async def land(name: str) -> str:
@@ -150,24 +167,36 @@ class JobRunner:
             try:
                 fields = await self._peers.fetch(self.job_id, source, want.round, land)
                 progress = Progress.from_hash(fields)
-                digest = await self._digest_of(landed, progress)
+                refusal = await self._check_version(want, progress, landed, ended=bool(fields.get("ended")))
             except (SpirtError, ValueError) as exc:
-                _log.warning("job %s: could not take round %d from %s: %s", self.job_id, want.round, source, exc,
-                             extra={"job": self.job_id})  # fmt: skip
+                refusal = f"could not take it: {exc}"
+            if refusal is not None:
+                _log.error("job %s: round %d from %s refused: %s", self.job_id, want.round, source, refusal,
+                           extra={"job": self.job_id, "peer": source})  # fmt: skip
                 continue
-            if progress.round != want.round or digest != want.state:
-                _log.error("job %s: %s sent a version (round %d, digest %s) that is not the majority's (round %d, "
-                           "digest %s): refused", self.job_id, source, progress.round, digest[:16], want.round,
-                           want.state[:16], extra={"job": self.job_id})  # fmt: skip
-                continue
-            progress.state = digest
             await self._install(want.round, landed, progress)
-            _log.info("job %s: took round %d (digest %s) from %s", self.job_id, want.round, digest[:16], source,
+            _log.info("job %s: took round %d (digest %s) from %s", self.job_id, want.round, want.state[:16], source,
                       extra={"job": self.job_id, "round": want.round})  # fmt: skip
-            return
+            return True
         await self._store.delete(*landed.values())
-        await self._clock.sleep(RESYNC_RETRY_S)
+        return False
 
+    async def _check_version(self, want: ResyncNeeded, p: Progress, landed: dict[str, str], *,
+                             ended: bool) -> str | None:  # fmt: skip
+        """None if the fetched version is the majority's, else why not. A
+        donor whose job ended keeps only the parameters (the proof still
+        names the optimizer state it ended with)."""
+        if hashlib.sha256(p.proof.encode()).hexdigest() != want.state or p.state != want.state:
+            return f"its proof does not hash to the majority's digest {want.state[:16]}"
+        head, _, rest = p.proof.partition("|")
+        if head != f"{want.round}:{p.at(self.spec.minibatches_per_round)}" or p.round != want.round:
+            return f"its proof is of {head!r}, not of round {want.round}"
+        named = dict(part.split("=", 1) for part in rest.split("|") if "=" in part)
+        for name, key in landed.items():
+            held = await self._store.digest(key) if await self._store.exists(key) else None
+            if held != named.get(name) and not (ended and held is None and name != "params"):
+                return f"its tensor {name} has digest {str(held)[:16]}, the proof names {named.get(name, 'none')[:16]}"
+        return None
     async def _install(self, version: int, landed: dict[str, str], progress: Progress) -> None:
         for name, key in zip(VERSION_TENSORS, self.keys.version(version)):
             await self._store.delete(key)
@@ -206,7 +235,8 @@ class JobRunner:
         while True:
             if not peers.solo:
                 clock.enter(RoundPhase.PROPOSE, self._clock.monotonic())
-            key = await peers.agree(self.job_id, r, state, p.participants, self._data.n_params,
+            previous = p.participants or self._first_participants
+            key = await peers.agree(self.job_id, r, state, previous, self._data.n_params,
                                     self.keys.scratch(r), self._settings, notes.append, fresh=fresh)  # fmt: skip
             fresh = False
             rank = key.participants.index(peers.me)
@@ -222,7 +252,8 @@ class JobRunner:
                 await self._update(r, glob.key)
                 progress = self._next_progress(r, key, glob, retried, dropped)
                 if not peers.solo:
-                    progress.state = await self.state_digest(r + 1, progress)
+                    progress.proof = await self.state_proof(r + 1, progress)
+                    progress.state = hashlib.sha256(progress.proof.encode()).hexdigest()
                 if not peers.solo:
                     clock.enter(RoundPhase.AGREE, self._clock.monotonic())
                 await peers.commit(self.job_id, key, progress.state)
@@ -280,16 +311,18 @@ class JobRunner:
         return p.round + max(0, -(-left // per_round))
 
     async def state_digest(self, version: int, p: Progress) -> str:
-        """The digest of a version: its round, data position, parameters and
-        optimizer state (what every participant must hold alike)."""
-        return await self._digest_of(dict(zip(VERSION_TENSORS, self.keys.version(version))), p)
+        """The digest of a version (what every participant must hold alike):
+        the SHA-256 of its proof."""
+        return hashlib.sha256((await self.state_proof(version, p)).encode()).hexdigest()
 
-    async def _digest_of(self, keys: dict[str, str], p: Progress) -> str:
+    async def state_proof(self, version: int, p: Progress) -> str:
+        """What a version's digest is the hash of: its round and data
+        position, and each of its tensors' digests (parameters, optimizer state)."""
         parts = [f"{p.round}:{p.at(self.spec.minibatches_per_round)}"]
-        for name, key in keys.items():
+        for name, key in zip(VERSION_TENSORS, self.keys.version(version)):
             if await self._store.exists(key):
                 parts.append(f"{name}={await self._store.digest(key)}")
-        return hashlib.sha256("|".join(parts).encode()).hexdigest()
+        return "|".join(parts)
 
     async def evaluate(self, params_key: str, split: Split) -> Evaluation:
         task = EvaluateTask(id=f"{self.job_id}:eval:{split}", work=self._work, params_key=params_key, split=split)

@@ -266,7 +266,8 @@ class JobSpec:
         agreement = AgreementConfig(propose_timeout_s=r.propose_timeout_s, report_timeout_s=r.report_timeout_s,
                                     quorum_fraction=r.quorum)  # fmt: skip
         config = ExchangeConfig(agreement=agreement, deadline_floor_s=r.deadline_floor_s,
-                                deadline_ceiling_s=r.deadline_ceiling_s, wire_dtype=WIRE_DTYPES[r.wire_dtype])  # fmt: skip
+                                deadline_ceiling_s=r.deadline_ceiling_s, gather_timeout_s=r.deadline_ceiling_s,
+                                wire_dtype=WIRE_DTYPES[r.wire_dtype])  # fmt: skip
         return RoundSettings(self.aggregation.rule, self.aggregation.options(), config)
 
     def pool_config(self) -> PoolConfig:

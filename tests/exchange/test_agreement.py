@@ -351,3 +351,21 @@ def test_a_peer_astray_at_the_same_round_resyncs_to_the_majority():
     assert resyncs and resyncs[0].round == 3 and resyncs[0].state == "s3"
     net.advance(CONFIG.propose_timeout_s + 1)  # a and b give up on c and go on
     assert all(net.of(p, Agreed)[-1].key.participants == ("a", "b") for p in "ab")
+
+
+def test_a_peer_that_committed_tells_one_behind_the_round_it_is_at_now():
+    net = started(["a", "b", "c"], previous=("a", "b", "c"))
+    net.update_all()
+    assert all(net.of(p, Committed) for p in "abc")
+    late = RoundAgreement("d", "j1", CONFIG)
+    (hello,) = [e for e in late.start(1, "s1", ("a", "b", "c"), {"a", "b", "c"}, 0.0)
+                if isinstance(e, Send) and e.to == "a"]  # fmt: skip
+    answer = net.machines["a"].receive(hello.message, 0.0)
+    assert [(e.message.key.round, e.message.state) for e in answer] == [(4, "s4")]  # committed round 3: at 4 now
+
+
+def test_round_zero_needs_a_majority_of_the_members_the_job_was_given_to():
+    net = Net(["a", "b", "c"])
+    net.start("a", round_number=0, state="s0", previous=("a", "b", "c"))  # b and c have not started the job yet
+    net.advance(CONFIG.propose_timeout_s * 3)
+    assert not net.of("a", Agreed) and net.of("a", WaitingForQuorum)  # alone, it trains nothing
