@@ -187,6 +187,8 @@ class GradientExchangeService(gradients_pb2_grpc.GradientExchangeServicer):
 
         refusal = await (await self._driver(context)).on_push(who, header, chunks())
         if refusal is not None:
+            if context.cancelled() or context.done():
+                return pb.PushTensorResponse()  # the sender hung up: nobody to tell
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{refusal.kind.value}: {refusal.reason}")
         return pb.PushTensorResponse(received_bytes=header.nbytes)
 

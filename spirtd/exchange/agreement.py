@@ -142,8 +142,12 @@ class RoundAgreement:
         return effects
 
     def view(self, alive: Collection[str]) -> None:
-        """The members membership holds alive now (used by the next attempt)."""
+        """The members membership holds alive now (used by the next attempt).
+        One declared dead that is alive again (it rejoined: a false
+        suspicion, a healed partition) may take part again."""
         self._alive = set(alive) | {self.me}
+        if self._round is not None:
+            self._round.dead -= self._alive
 
     def member_dead(self, member: str, now: float) -> list[Effect]:
         self._alive.discard(member)
@@ -232,8 +236,8 @@ class RoundAgreement:
         # our state and those they named (news of life the view may not
         # have yet), less the dead and those that stayed silent through an
         # attempt.
-        if attempt > 0:
-            candidates = r.same_state | r.listed
+        if attempt > 0:  # and the last round's participants alive: the quorum is of them
+            candidates = r.same_state | r.listed | (self._alive & r.previous)
         elif r.previous:
             candidates = self._alive & (r.previous | r.recent | r.same_state)
         else:
@@ -243,12 +247,14 @@ class RoundAgreement:
         have = len(r.previous & set(participants)) if r.previous else len(participants)
         r.key = AttemptKey(r.number, attempt, participants)
         self._deadline = now + self.config.propose_timeout_s
-        if have < need:
-            self.phase = AgreementPhase.WAITING
-            return [WaitingForQuorum(r.number, have, need)]
-        self.phase = AgreementPhase.PROPOSING
         proposal = Propose(self.me, self.job, r.key, r.state)
         r.proposals.setdefault(attempt, {})[self.me] = proposal
+        if have < need:
+            # Said anyway: those who went on answer where they are (this
+            # peer resyncs), those at this round take it in.
+            self.phase = AgreementPhase.WAITING
+            return [WaitingForQuorum(r.number, have, need), *self._to_others(r.key, proposal)]
+        self.phase = AgreementPhase.PROPOSING
         return [*self._to_others(r.key, proposal), *self._check_proposals(r, now)]
 
     def _on_propose(self, r: _Round, m: Propose, now: float) -> list[Effect]:

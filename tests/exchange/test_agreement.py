@@ -369,3 +369,15 @@ def test_round_zero_needs_a_majority_of_the_members_the_job_was_given_to():
     net.start("a", round_number=0, state="s0", previous=("a", "b", "c"))  # b and c have not started the job yet
     net.advance(CONFIG.propose_timeout_s * 3)
     assert not net.of("a", Agreed) and net.of("a", WaitingForQuorum)  # alone, it trains nothing
+
+
+def test_a_member_declared_dead_that_rejoins_takes_part_again():
+    net = Net(["a", "b"])
+    net.start("a", previous=("a", "b"))  # b has not proposed yet
+    net.kill("b")  # a false suspicion: b is declared dead, then rejoins
+    net.dead.discard("b")
+    assert net.of("a", WaitingForQuorum)  # alone, a has no quorum of the last round's two
+    net.machines["a"].view({"a", "b"})
+    net.start("b", previous=("a", "b"))
+    net.advance(CONFIG.propose_timeout_s + 1)
+    assert net.of("a", Agreed)[-1].key.participants == ("a", "b")
