@@ -18,7 +18,6 @@ GOOD_END = {control_pb2.SUCCEEDED, control_pb2.STOPPED_EARLY}
 MODEL_FORMATS = ("state-dict", "torchscript")
 # Without a terminal, watch prints a line each time this share of the rounds is done.
 PROGRESS_STEP = 0.1
-SINGLE_PEER_NOTE = "trained on this one peer: this version does not train a job across peers yet"
 
 
 class JobEnded(Exception):
@@ -58,8 +57,7 @@ def print_status(s: control_pb2.JobStatusResponse) -> None:
     if s.owner:
         print(f"  owner {s.owner}")
     if s.participants:
-        print(f"  peers {', '.join(s.participants)} ({SINGLE_PEER_NOTE})" if len(s.participants) == 1
-              else f"  peers {', '.join(s.participants)}")  # fmt: skip
+        print(f"  peers {', '.join(s.participants)} (the last round's participants)")
     if s.digest:
         print(f"  model digest {s.digest}")
     if s.error:

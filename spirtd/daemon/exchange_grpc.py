@@ -20,7 +20,7 @@ import grpc
 from spirtd.api.spirt.v1 import gradients_pb2 as pb
 from spirtd.api.spirt.v1 import gradients_pb2_grpc
 from spirtd.errors import ContributionRefused, JobNotFound, SpirtError, TransportError, WireError
-from spirtd.exchange.messages import AttemptKey, Message, Propose, Report
+from spirtd.exchange.messages import AttemptKey, Message, Partial, Propose, Report
 from spirtd.exchange.streams import ContributionHeader, Stage
 from spirtd.exchange.transport import Chunks, ExchangeInbound
 from spirtd.rpc.guard import Guard, caller
@@ -54,6 +54,10 @@ def key_from_wire(key: pb.AttemptKey) -> AttemptKey:
 
 
 def message_to_wire(message: Message) -> pb.AgreementMessage:
+    if isinstance(message, Partial):
+        return pb.AgreementMessage(sender=message.sender, job=message.job, kind=pb.AgreementMessage.PARTIAL,
+                                   key=key_to_wire(message.key), shard=message.shard, statistic=message.statistic,
+                                   data=message.data)  # fmt: skip
     kind = pb.AgreementMessage.PROPOSE if isinstance(message, Propose) else pb.AgreementMessage.REPORT
     again = isinstance(message, Report) and message.again
     return pb.AgreementMessage(sender=message.sender, job=message.job, kind=kind, key=key_to_wire(message.key),
@@ -66,6 +70,8 @@ def message_from_wire(m: pb.AgreementMessage) -> Message:
         return Propose(m.sender, m.job, key, m.state)
     if m.kind == pb.AgreementMessage.REPORT:
         return Report(m.sender, m.job, key, m.state, again=m.again)
+    if m.kind == pb.AgreementMessage.PARTIAL:
+        return Partial(m.sender, m.job, key, m.shard, m.statistic, m.data)
     raise WireError(f"an agreement message of unknown kind {m.kind}")
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 
 from spirtd.exchange.config import AgreementConfig
 from spirtd.exchange.formulas import quorum, ranked
-from spirtd.exchange.messages import AttemptKey, Message, Propose, Report
+from spirtd.exchange.messages import AttemptKey, Message, Partial, Propose, Report
 
 
 # Later rounds whose early messages are held (a peer that far behind resyncs).
@@ -98,7 +98,9 @@ class _Round:
     key: AttemptKey | None = None
     proposals: dict[int, dict[str, Propose]] = field(default_factory=dict)
     same_state: set[str] = field(default_factory=set)  # proposed this round with our state
-    listed: set[str] = field(default_factory=set)  # named as participants by those proposals
+    # Named as participants by those proposals: each proposer's newest only,
+    # so that one who gave up on a silent peer stops vouching for it.
+    listed: dict[str, tuple[int, frozenset[str]]] = field(default_factory=dict)
     unresponsive: set[str] = field(default_factory=set)  # named, but silent through an attempt
     dead: set[str] = field(default_factory=set)  # declared dead by membership
     reports: dict[AttemptKey, dict[str, Report]] = field(default_factory=dict)
@@ -109,6 +111,7 @@ class _Round:
     new_state: str = ""
     recent: frozenset[str] = frozenset()  # proposed with our state in the last round
     committed: bool = False
+    expected: dict[str, float] = field(default_factory=dict)  # named, not heard from this round: since when
     answered: set[tuple[str, int, int]] = field(default_factory=set)  # (peer, round, attempt) told where we are
 
 
@@ -169,8 +172,8 @@ class RoundAgreement:
 
     def receive(self, message: Message, now: float) -> list[Effect]:
         r = self._round
-        if r is None or message.job != self.job or message.sender == self.me:
-            return []
+        if r is None or message.job != self.job or message.sender == self.me or isinstance(message, Partial):
+            return []  # a Partial is the attempt's exchange's, not the agreement's
         if message.key.round > r.number and len(self._early) <= MAX_EARLY_ROUNDS:
             self._early.setdefault(message.key.round, {})[(message.sender, type(message))] = message
         if isinstance(message, Propose):
@@ -208,9 +211,16 @@ class RoundAgreement:
         if self.phase is AgreementPhase.WAITING:
             return self._begin(r.attempt + 1, now)
         if self.phase is AgreementPhase.PROPOSING:
+            # Silent for propose_timeout_s since first expected, however many
+            # attempts came and went meanwhile (catching up with others'
+            # attempts must not keep a silent peer in forever).
             missing = [p for p in r.key.participants if p != self.me and p not in r.proposals.get(r.attempt, {})]
-            r.unresponsive |= set(missing)
-            return self._abort(f"no proposal from {', '.join(missing)} within propose_timeout_s", now)
+            silent = [p for p in missing if now - r.expected.get(p, now) >= self.config.propose_timeout_s]
+            if not silent:
+                self._deadline = self._propose_deadline(r, now)
+                return []
+            r.unresponsive |= set(silent)
+            return self._abort(f"no proposal from {', '.join(silent)} within propose_timeout_s", now)
         if self.phase is AgreementPhase.REPORTING:
             # Our vote stands: say it again, so that those who missed it
             # (and their reports) can still make a majority.
@@ -237,7 +247,8 @@ class RoundAgreement:
         # have yet), less the dead and those that stayed silent through an
         # attempt.
         if attempt > 0:  # and the last round's participants alive: the quorum is of them
-            candidates = r.same_state | r.listed | (self._alive & r.previous)
+            named = set().union(*(names for _, names in r.listed.values()))
+            candidates = r.same_state | named | (self._alive & r.previous)
         elif r.previous:
             candidates = self._alive & (r.previous | r.recent | r.same_state)
         else:
@@ -246,16 +257,23 @@ class RoundAgreement:
         need = quorum(len(r.previous), self.config.quorum_fraction) if r.previous else 1
         have = len(r.previous & set(participants)) if r.previous else len(participants)
         r.key = AttemptKey(r.number, attempt, participants)
-        self._deadline = now + self.config.propose_timeout_s
+        for p in participants:
+            if p != self.me and p not in r.same_state:
+                r.expected.setdefault(p, now)
+        self._deadline = self._propose_deadline(r, now)
         proposal = Propose(self.me, self.job, r.key, r.state)
         r.proposals.setdefault(attempt, {})[self.me] = proposal
         if have < need:
             # Said anyway: those who went on answer where they are (this
             # peer resyncs), those at this round take it in.
-            self.phase = AgreementPhase.WAITING
+            self.phase, self._deadline = AgreementPhase.WAITING, now + self.config.propose_timeout_s
             return [WaitingForQuorum(r.number, have, need), *self._to_others(r.key, proposal)]
         self.phase = AgreementPhase.PROPOSING
         return [*self._to_others(r.key, proposal), *self._check_proposals(r, now)]
+
+    def _propose_deadline(self, r: _Round, now: float) -> float:
+        waits = [r.expected[p] for p in r.key.participants if p in r.expected]
+        return min([now, *waits]) + self.config.propose_timeout_s
 
     def _on_propose(self, r: _Round, m: Propose, now: float) -> list[Effect]:
         if m.key.round > r.number and self.phase is not AgreementPhase.DONE:
@@ -268,8 +286,10 @@ class RoundAgreement:
             resync = self._on_newer(r, m) if self.phase is not AgreementPhase.DONE else []
             return [*self._answer(r, m), *resync]
         r.same_state.add(m.sender)
-        r.listed |= set(m.key.participants)
+        if m.key.attempt >= r.listed.get(m.sender, (-1, frozenset()))[0]:
+            r.listed[m.sender] = (m.key.attempt, frozenset(m.key.participants))
         r.unresponsive.discard(m.sender)
+        r.expected.pop(m.sender, None)
         r.proposals.setdefault(m.key.attempt, {})[m.sender] = m
         relayed = self._relay_reports(r, m.sender)
         if m.key.attempt > r.attempt:

@@ -26,12 +26,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from spirtd.aggregation import validate_call, with_weights
+from spirtd.aggregation import Statistic, find_rule, validate_call, with_weights
 from spirtd.clock import Clock, clock_timeout
-from spirtd.errors import AggregationError, AttemptFailed, SpirtError
+from spirtd.errors import AggregationError, AttemptFailed, SpirtError, TransportError
 from spirtd.exchange.config import ExchangeConfig
 from spirtd.exchange.formulas import FLOAT32_BYTES, quorum, shard_bounds
-from spirtd.exchange.messages import AttemptKey
+from spirtd.exchange.messages import AttemptKey, Partial
 from spirtd.exchange.streams import (
     WIRE_DTYPES,
     ChunkCheck,
@@ -124,6 +124,11 @@ class AttemptExchange:
         self._ready = asyncio.Event()
         self._aggregated = False  # parts arriving from then on are late
         self._own_result = b""
+        # Whole-vector statistics the rule needs (Krum's distances): each
+        # owner's partial one, by (statistic, shard), summed in shard order.
+        needs = find_rule(rule).needs if len(key.participants) > 1 else frozenset()
+        self._needs = sorted(needs, key=lambda stat: stat.value)
+        self.partials: dict[tuple[str, int], np.ndarray] = {}
 
     @property
     def global_key(self) -> str:
@@ -225,6 +230,24 @@ class AttemptExchange:
         if len(self.owners) == 1:
             return GlobalAggregate(local.key, local.samples, local.loss, ((self.me,),), 0, 0)
         await self._ready.wait()
+        work = asyncio.create_task(self._work(transport, local, deadline_s))
+        watch = asyncio.create_task(self._changed.until(lambda: self.failure is not None))
+        try:
+            # A failure (a death, a refused result) ends the attempt at once,
+            # whatever is still on its way (a push into a black hole).
+            await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (work, watch):
+                task.cancel()
+            await asyncio.gather(work, watch, return_exceptions=True)
+        self._raise_if_failed()
+        work.result()
+        first = self.gathered[0]
+        return GlobalAggregate(self.global_key, first.samples, first.loss,
+                               tuple(self.gathered[i].contributors for i in range(len(self.owners))),
+                               self.sent_bytes, self.received_bytes)  # fmt: skip
+
+    async def _work(self, transport: ExchangeTransport, local: LocalAggregate, deadline_s: float) -> None:
         try:
             async with asyncio.TaskGroup() as group:
                 for shard, owner in enumerate(self.owners):
@@ -234,10 +257,26 @@ class AttemptExchange:
                 group.create_task(self._gather())
         except* AttemptFailed as failed:
             raise failed.exceptions[0] from None
-        first = self.gathered[0]
-        return GlobalAggregate(self.global_key, first.samples, first.loss,
-                               tuple(self.gathered[i].contributors for i in range(len(self.owners))),
-                               self.sent_bytes, self.received_bytes)  # fmt: skip
+
+    async def _push(self, transport: ExchangeTransport, to: str, header: ContributionHeader, data: bytes) -> None:
+        """One stream, bounded: a peer behind a cut link never answers, and
+        one declared dead is given up on at once."""
+        push = asyncio.ensure_future(transport.push(to, header, self._chunks(data)))
+        dead = asyncio.ensure_future(self._changed.until(lambda: to in self.dead))
+        try:
+            async with clock_timeout(self._clock, self._config.gather_timeout_s):
+                await asyncio.wait({push, dead}, return_when=asyncio.FIRST_COMPLETED)
+        except TimeoutError:
+            pass
+        finally:
+            for task in (push, dead):
+                task.cancel()
+            await asyncio.gather(push, dead, return_exceptions=True)
+        if push.done() and not push.cancelled():
+            push.result()
+            return
+        why = "it was declared dead" if to in self.dead else f"no answer within {self._config.gather_timeout_s:g} s"
+        raise TransportError(f"{to}: {why}")
 
     async def _send_part(self, transport: ExchangeTransport, local: LocalAggregate, shard: int, owner: str) -> None:
         start, stop = self.bounds[shard]
@@ -245,7 +284,7 @@ class AttemptExchange:
         data = to_wire(data, self._config.wire_dtype)
         header = self._header(Stage.SCATTER, shard, data, local.samples, local.loss, ())
         try:
-            await transport.push(owner, header, self._chunks(data))
+            await self._push(transport, owner, header, data)
             self.sent_bytes += len(data)
         except SpirtError as exc:
             # The owner goes on without this part (if it has a quorum); a
@@ -267,15 +306,20 @@ class AttemptExchange:
         except TimeoutError:
             pass  # the deadline: go on with the parts that came
         self._raise_if_failed()
-        header, self._own_result = await self._aggregate_shard()
+        header, self._own_result = await self._aggregate_shard(transport)
         self.gathered[self.mine] = header
         self._changed.notify()
         others = [p for p in self.owners if p != self.me]
         await asyncio.gather(*(self._send_result(transport, p, header, self._own_result) for p in others))
 
-    async def _aggregate_shard(self) -> tuple[ContributionHeader, bytes]:
+    async def _aggregate_shard(self, transport: ExchangeTransport) -> tuple[ContributionHeader, bytes]:
         self._aggregated = True
         senders = sorted(self.parts)
+        if self._needs and len(senders) < len(self.key.participants):
+            missing = sorted(set(self.key.participants) - set(senders))
+            self.fail(f"rule {self._rule} compares whole contributions, so every shard needs every participant's "
+                      f"part; shard {self.mine} has none from {', '.join(missing)}")  # fmt: skip
+            self._raise_if_failed()
         if len(senders) < self._quorum:
             missing = sorted(set(self.key.participants) - set(senders))
             self.fail(f"shard {self.mine} has parts from {len(senders)} of {len(self.key.participants)} participants "
@@ -283,9 +327,11 @@ class AttemptExchange:
             self._raise_if_failed()
         weights = [self.parts[s].samples for s in senders]
         options = with_weights(self._rule, self._options, weights)
+        keys = [self.part_key(s) for s in senders]
         try:
             validate_call(self._rule, len(senders), options)
-            await self._store.aggregate(self.result_key, self._rule, [self.part_key(s) for s in senders], **options)
+            given = await self._whole_statistics(transport, keys) if self._needs else None
+            await self._store.aggregate(self.result_key, self._rule, keys, given=given, **options)
         except AggregationError as exc:
             self.fail(f"shard {self.mine}: {exc}")
             self._raise_if_failed()
@@ -296,12 +342,61 @@ class AttemptExchange:
         loss = sum(self.parts[s].loss * self.parts[s].samples for s in senders) / samples if samples else 0.0
         return self._header(Stage.GATHER, self.mine, data, samples, loss, tuple(senders)), data
 
+    async def _whole_statistics(self, transport: ExchangeTransport, keys: list[str]) -> dict[Statistic, np.ndarray]:
+        """Each statistic the rule needs, of the whole contributions: this
+        owner's partial one, sent to every participant, plus every other
+        owner's, summed in shard order (the same sum everywhere)."""
+        n = len(self.owners)
+        for stat in self._needs:
+            mine = np.ascontiguousarray(await self._store.statistic(stat, keys), dtype="<f8")
+            self.partials[(stat.value, self.mine)] = mine
+            message = Partial(self.me, self.job, self.key, self.mine, stat.value, mine.tobytes())
+            await asyncio.gather(*(self._say(transport, p, message) for p in self.owners if p != self.me))
+        everything = lambda: self.failure is not None or len(self.partials) == n * len(self._needs)  # noqa: E731
+        try:
+            async with clock_timeout(self._clock, self._config.gather_timeout_s):
+                await self._changed.until(everything)
+        except TimeoutError:
+            self.fail(f"the other owners' partial statistics did not arrive within {self._config.gather_timeout_s:g} s")
+        self._raise_if_failed()
+        summed = {}
+        for stat in self._needs:
+            total = np.zeros((n, n))
+            for shard in range(n):
+                total = total + self.partials[(stat.value, shard)]
+            summed[stat] = total
+        return summed
+
+    def receive_partial(self, m: Partial) -> Refusal | None:
+        """Another owner's partial statistic, or why it is refused."""
+        n = len(self.owners)
+        if m.key != self.key or not 0 <= m.shard < n or self.owners[m.shard] != m.sender or m.shard == self.mine:
+            return Refusal(RefusalKind.WRONG_SHARD, f"{m.sender} does not own shard {m.shard} in this attempt")
+        if m.statistic not in {stat.value for stat in self._needs} or len(m.data) != n * n * 8:
+            return Refusal(RefusalKind.BAD_SIZE, f"a statistic {m.statistic[:40]!r} of {len(m.data)} bytes; this "
+                           f"attempt needs {n} x {n} float64 of {', '.join(s.value for s in self._needs) or 'none'}")  # fmt: skip
+        values = np.frombuffer(m.data, "<f8").reshape(n, n)
+        if not np.isfinite(values).all():
+            return Refusal(RefusalKind.BAD_CHECKSUM, "a statistic that is not finite")
+        self.partials[(m.statistic, m.shard)] = values
+        self._changed.notify()
+        return None
+
+    async def _say(self, transport: ExchangeTransport, to: str, message: Partial) -> None:
+        if to in self.dead:
+            return
+        try:
+            await transport.send(to, message)
+        except SpirtError as exc:  # that owner cannot aggregate then: its result will not come
+            _log.warning("job %s round %d: the partial statistic did not reach %s: %s", self.job, self.key.round, to,
+                         exc, extra={"job": self.job, "round": self.key.round})  # fmt: skip
+
     async def _send_result(self, transport: ExchangeTransport, to: str, header: ContributionHeader,
                            data: bytes) -> None:  # fmt: skip
         if to in self.dead:
             return
         try:
-            await transport.push(to, header, self._chunks(data))
+            await self._push(transport, to, header, data)
             self.sent_bytes += len(data)
         except SpirtError as exc:
             _log.warning("job %s round %d: the aggregate of shard %d did not reach %s: %s", self.job, self.key.round,

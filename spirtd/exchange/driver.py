@@ -27,7 +27,7 @@ from spirtd.exchange import agreement as ag
 from spirtd.exchange.attempt import AttemptExchange, GlobalAggregate, LocalAggregate
 from spirtd.exchange.config import ExchangeConfig, RoundSettings
 from spirtd.exchange.formulas import adaptive_deadline_s
-from spirtd.exchange.messages import AttemptKey, Message
+from spirtd.exchange.messages import AttemptKey, Message, Partial
 from spirtd.exchange.streams import ContributionHeader, Refusal, RefusalKind
 from spirtd.exchange.transport import Chunks, ExchangeTransport
 from spirtd.store.api import TensorStore
@@ -36,6 +36,8 @@ from spirtd.tasks import TaskSet
 _log = logging.getLogger("spirtd.exchange")
 # How often deadlines are checked and the membership view refreshed.
 TICK_S = 0.05
+# How long one agreement message may take to deliver before it counts as lost.
+SEND_TIMEOUT_S = 5.0
 # Messages held for a job this peer has not started yet, and how many such jobs.
 MAX_PENDING_MESSAGES = 256
 MAX_PENDING_JOBS = 16
@@ -177,6 +179,14 @@ class ExchangeDriver:
             self._count("exchange.refused.not_sender")
             return
         session = self._sessions.get(message.job)
+        if isinstance(message, Partial):
+            attempt = session.attempts.get(message.key) if session is not None else None
+            refusal = attempt.receive_partial(message) if attempt is not None else None
+            if refusal is not None:
+                self._count(refusal.counter)
+                _log.warning("refused a partial statistic from %s: %s", caller, refusal.reason,
+                             extra={"job": message.job, "peer": caller})  # fmt: skip
+            return
         if session is None:
             held = self._pending.setdefault(message.job, []) if len(self._pending) < MAX_PENDING_JOBS else None
             if held is not None and len(held) < MAX_PENDING_MESSAGES:
@@ -271,8 +281,9 @@ class ExchangeDriver:
 
     async def _send(self, to: str, message: Message) -> None:
         try:
-            await self._transport.send(to, message)
-        except SpirtError as exc:  # the agreement's deadlines recover a lost message
+            async with clock_timeout(self._clock, SEND_TIMEOUT_S):  # a cut link never answers
+                await self._transport.send(to, message)
+        except (SpirtError, TimeoutError) as exc:  # the agreement's deadlines recover a lost message
             _log.debug("a %s to %s was lost: %s", type(message).__name__, to, exc)
 
     async def _prepare(self, attempt: AttemptExchange) -> None:

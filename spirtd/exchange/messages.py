@@ -47,4 +47,19 @@ class Report:
     again: bool = False
 
 
-Message = Propose | Report
+@dataclass(frozen=True)
+class Partial:
+    """sender, the owner of shard `shard` in attempt `key`, computed the
+    partial whole-vector statistic `statistic` (spirtd.aggregation.Statistic)
+    of its shard's parts: n x n float64, little-endian, row-major. Summed
+    over every shard, it is the statistic of the whole contributions."""
+
+    sender: str
+    job: str
+    key: AttemptKey
+    shard: int
+    statistic: str
+    data: bytes
+
+
+Message = Propose | Report | Partial

@@ -23,6 +23,7 @@ from spirtd.exchange.config import AgreementConfig
 from spirtd.exchange.messages import Message, Report
 
 CONFIG = AgreementConfig(propose_timeout_s=2.0, report_timeout_s=5.0)
+MAX_DELIVERIES = 10_000
 
 
 class Net:
@@ -50,7 +51,10 @@ class Net:
         self.apply(peer, self.machines[peer].start(round_number, state, previous, alive, self.now))
 
     def deliver(self) -> None:
+        delivered = 0
         while self.queue:
+            delivered += 1
+            assert delivered < MAX_DELIVERIES, "a livelock: messages beget messages without end"
             sender, to, message = self.queue.pop(0)
             if to in self.dead or sender in self.dead or self.drop(sender, to, message):
                 continue
@@ -381,3 +385,17 @@ def test_a_member_declared_dead_that_rejoins_takes_part_again():
     net.start("b", previous=("a", "b"))
     net.advance(CONFIG.propose_timeout_s + 1)
     assert net.of("a", Agreed)[-1].key.participants == ("a", "b")
+
+
+def test_peers_whose_timeouts_are_skewed_agree_without_a_silent_member_and_never_livelock():
+    """b starts later, so a gives up on the silent c first; b, caught up in a's
+    newer attempts, still counts c's silence from when it first expected it."""
+    net = Net(["a", "b", "c"])
+    net.start("a")
+    net.now = 0.5
+    net.start("b")
+    net.deliver()
+    net.advance(4.0, step=0.25)
+    agreed = {p: net.of(p, Agreed)[-1].key for p in "ab"}
+    assert agreed["a"] == agreed["b"] and agreed["a"].participants == ("a", "b")
+    assert agreed["a"].attempt < 10

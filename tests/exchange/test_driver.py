@@ -66,24 +66,25 @@ class Cluster:
 
 @pytest.fixture
 def stores(start_redis):
-    servers = [start_redis(f"s{i}") for i in range(4)]
+    """open_all(n): n stores, each on its own redis-server with the module."""
     made = []
 
-    async def open_all():
-        for s in servers:
-            made.append(await connect(socket_path=s.socket_path, password=s.password))
+    async def open_all(n: int = 4):
+        for i in range(n):
+            server = start_redis(f"s{i}")
+            made.append(await connect(socket_path=server.socket_path, password=server.password))
         return made
 
     yield open_all
-    for store in made:
-        asyncio.get_event_loop_policy()  # closed by the test's loop
 
 
 def local_vector(i: int) -> np.ndarray:
     return np.random.default_rng(i).standard_normal(M).astype(np.float32)
 
 
-async def one_round(cluster: Cluster, peers, samples, *, before_exchange=None, settings=SETTINGS):
+async def one_round(cluster: Cluster, peers, samples, *, before_exchange=None, settings=SETTINGS, background=()):
+    """peers each run the round to its commit; background peers run it too,
+    and are stopped once the others are done."""
     async def peer(name):
         d = cluster.drivers[name]
         store = cluster.stores[name]
@@ -102,8 +103,14 @@ async def one_round(cluster: Cluster, peers, samples, *, before_exchange=None, s
             except AttemptFailed:
                 continue
 
-    async with asyncio.timeout(TIMEOUT_S):
-        return dict(zip(peers, await asyncio.gather(*(peer(p) for p in peers))))
+    others = [asyncio.create_task(peer(p)) for p in background]
+    try:
+        async with asyncio.timeout(TIMEOUT_S):
+            return dict(zip(peers, await asyncio.gather(*(peer(p) for p in peers))))
+    finally:
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
 
 async def test_three_peers_reduce_scatter_and_all_gather_the_weighted_mean(stores):
@@ -198,3 +205,58 @@ async def test_half_precision_on_the_wire_halves_the_bytes_and_every_peer_holds_
     np.testing.assert_allclose(outs[0], expected, rtol=2e-3, atol=2e-3)
     for n in names:
         assert abs(net.sent_bytes[n] - exchange_bytes(3, M, itemsize=2)) <= 4 * 2
+
+
+async def test_krum_across_shards_selects_as_on_whole_vectors_and_every_peer_holds_the_same(stores):
+    """Five peers, one of them far off: each owner sends its shard's partial
+    distances, every owner sums the same five matrices, so all choose the
+    same contributions, as Krum on the whole vectors would."""
+    from dataclasses import replace
+
+    from spirtd.aggregation import aggregate
+
+    made = await stores(5)
+    net = MemoryExchange(SystemClock())
+    names = ["a", "b", "c", "d", "e"]
+    samples = {n: 1.0 for n in names}
+    krum = replace(SETTINGS, rule="multikrum", options={"f": 1, "m": 2})
+
+    vectors = {n: local_vector(i) for i, n in enumerate(names)}
+    vectors["e"] = vectors["e"] + 100.0  # the outlier
+
+    async def set_outlier(name, key):
+        await cluster.stores[name].set(f"local:{name}", vectors[name])
+
+    async with Cluster(made, names, net) as cluster:
+        results = await one_round(cluster, names, samples, settings=krum, before_exchange=set_outlier)
+    outs = [results[n][2] for n in names]
+    assert all(out.tobytes() == outs[0].tobytes() for out in outs)
+    whole = aggregate("multikrum", [vectors[n] for n in names], f=1, m=2)
+    assert 4 not in whole.selected
+    np.testing.assert_allclose(outs[0], whole.value, rtol=1e-6, atol=1e-6)
+
+
+async def test_an_owner_cut_off_mid_exchange_fails_the_attempt_at_once_though_pushes_to_it_hang(stores):
+    made = await stores(3)
+    net = MemoryExchange(SystemClock())
+    names = ["a", "b", "c"]
+    samples = {n: 1.0 for n in names}
+    cut = []
+
+    async def cut_c(name, key):
+        if name == "a" and "c" in key.participants and not cut:
+            cut.append(key)
+            net.partition(["a", "b"], ["c"])  # pushes to c now hang, as into a black hole
+
+            def declared_dead():
+                cluster.view.peers.discard("c")
+                for p in "ab":
+                    cluster.drivers[p].member_dead("c")
+
+            asyncio.get_running_loop().call_later(0.3, declared_dead)
+
+    async with Cluster(made, names, net) as cluster:
+        results = await one_round(cluster, ["a", "b"], samples, before_exchange=cut_c, background=["c"])
+    assert cut and cut[0].participants == ("a", "b", "c")
+    assert results["a"][0].participants == ("a", "b")  # the next attempt, without c, within the test's timeout
+    assert results["a"][2].tobytes() == results["b"][2].tobytes()

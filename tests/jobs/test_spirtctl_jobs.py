@@ -34,7 +34,7 @@ def test_status_before_the_first_round_shows_no_loss_and_says_who_trains(peers, 
     human = spirtctl(certs, peer, "job", "status", queued)
     assert human.returncode == 0, human.stderr
     assert f"job {queued} (mlp on digits): queued, round 0/3, loss -" in human.stdout
-    assert "peers node1 (trained on this one peer: this version does not train a job across peers yet)" in human.stdout
+    assert "peers node1 (the last round's participants)" in human.stdout
     machine = job_status(certs, peer, queued)
     assert machine["loss"] is None and machine["participants"] == ["node1"] and machine["total_rounds"] == 3
     assert spirtctl(certs, peer, "cancel", busy).returncode == 0

@@ -1,0 +1,120 @@
+"""A peer taking the majority's version from others (resync), each peer
+with its own real store: the version's proof must hash to the majority's
+digest and every fetched tensor must have the digest the proof names; a
+source that sends anything else is refused and the next one tried, and
+nothing replaces this peer's own version until one checks out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spirtd.clock import FakeClock
+from spirtd.errors import ResyncNeeded
+from spirtd.exchange.attempt import GlobalAggregate
+from spirtd.exchange.messages import AttemptKey
+from spirtd.jobs.keys import VERSION_TENSORS, JobKeys
+from spirtd.jobs.runner import JobRunner
+from spirtd.store import connect
+from tests.jobs.test_runner import SHAPE, FakeInvoker, initial, spec
+
+
+class OnItsOwn:
+    """Peers of a cluster of one (not solo: versions carry their proof)."""
+
+    solo = False
+    me = "a"
+
+    async def agree(self, job, round_number, state, previous, n_elements, scratch, settings, on_note, *, fresh=False):
+        return AttemptKey(round_number, 0, ("a",))
+
+    async def exchange(self, job, key, local):
+        return GlobalAggregate(local.key, local.samples, local.loss, (("a",),), 0, 0)
+
+    async def commit(self, job, key, state):
+        return ("a",)
+
+    def end(self, job):
+        pass
+
+
+class Sources(OnItsOwn):
+    """Fetches the donor's version from its store; "liar" flips a bit of the parameters."""
+
+    me = "b"
+
+    def __init__(self, donor_store, donor_progress):
+        self.donor, self.progress = donor_store, donor_progress
+        self.asked = []
+
+    async def fetch(self, job, source, round_number, land):
+        self.asked.append(source)
+        for name, key in zip(VERSION_TENSORS, JobKeys(job).version(round_number)):
+            if await self.donor.exists(key):
+                data = np.array(await self.donor.get(key))
+                if source == "liar" and name == "params":
+                    data[0] += 1.0
+                await self.sink.set(await land(name), data)
+        return self.progress.to_hash()
+
+
+@pytest.fixture
+async def two_stores(start_redis):
+    made = []
+    for name in ("donor", "joiner"):
+        server = start_redis(name)
+        made.append(await connect(socket_path=server.socket_path, password=server.password))
+    yield made
+    for store in made:
+        await store.aclose()
+
+
+def runner(store, peers, clock):
+    async def params():
+        return initial()
+
+    the_spec = spec(optimizer={"name": "sgd", "lr": 0.5, "momentum": 0.9})
+    return JobRunner("j1", the_spec, store, FakeInvoker(store, clock), clock, SHAPE, params, lambda r: None,
+                     peers=peers)  # fmt: skip
+
+
+async def trained_donor(store, clock):
+    donor = runner(store, OnItsOwn(), clock)
+    await donor.load_or_start()
+    for r in range(2):
+        await donor.run_round(r)
+    return donor
+
+
+async def test_a_lying_source_is_refused_and_the_next_ones_version_is_taken(two_stores):
+    donor_store, joiner_store = two_stores
+    clock = FakeClock()
+    donor = await trained_donor(donor_store, clock)
+    sources = Sources(donor_store, donor.progress)
+    sources.sink = joiner_store
+    joiner = runner(joiner_store, sources, clock)
+    await joiner.load_or_start()
+    want = ResyncNeeded("", 2, donor.progress.state, ("liar", "good"))
+    assert await joiner._resync(want)
+    assert sources.asked == ["liar", "good"]
+    assert joiner.progress.round == 2 and joiner.progress.state == donor.progress.state
+    for key in JobKeys("j1").version(2):
+        if await donor_store.exists(key):
+            assert await joiner_store.digest(key) == await donor_store.digest(key)
+    assert await joiner.state_digest(2, joiner.progress) == donor.progress.state
+
+
+async def test_with_only_liars_nothing_of_this_peer_is_replaced(two_stores):
+    donor_store, joiner_store = two_stores
+    clock = FakeClock()
+    donor = await trained_donor(donor_store, clock)
+    sources = Sources(donor_store, donor.progress)
+    sources.sink = joiner_store
+    joiner = runner(joiner_store, sources, clock)
+    await joiner.load_or_start()
+    before = await joiner_store.digest(JobKeys("j1").params(0))
+    assert not await joiner._resync(ResyncNeeded("", 2, donor.progress.state, ("liar",)))
+    assert joiner.progress.round == 0 and await joiner_store.digest(JobKeys("j1").params(0)) == before
+    assert await joiner_store.keys_matching("job:j1:round:2:*") == []  # what the liar sent is gone
+    wrong_digest = ResyncNeeded("", 2, "0" * 64, ("good",))  # a source whose proof is not the majority's digest
+    assert not await joiner._resync(wrong_digest)
