@@ -1,17 +1,22 @@
 /* SPIRT.AGGREGATE dst rule INPUTS n key [key ...] [WEIGHTS w ...] [F f] [M m] [B b]
+ *                 [GIVEN stat numbers ...]
  *
  * Aggregates n FLOAT (or n DOUBLE) tensors of one shape into dst. A rule is
- * one row of RULES: its name, the options it takes, a check of n against
+ * one row of RULES: its name, the options it takes, the whole-vector
+ * statistics it needs (which GIVEN may hand over instead of it computing
+ * them: the inputs are then one shard of the vectors), a check of n against
  * them, and a run function; adding a rule is adding a row. The rows follow
- * the registry, spirtd.aggregation.RULES (names, option keywords, bounds);
- * tests/module/test_aggregate_registry.py checks that they agree. */
+ * the registry, spirtd.aggregation.RULES (names, option keywords, needs,
+ * bounds); tests/module/test_aggregate_registry.py checks that they agree. */
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "commands.h"
+#include "inputs.h"
 #include "kernels.h"
+#include "statistic.h"
 
 enum { OPT_WEIGHTS = 1 << 0, OPT_F = 1 << 1, OPT_M = 1 << 2, OPT_B = 1 << 3 };
 
@@ -19,6 +24,7 @@ typedef struct AggOptions {
     unsigned given;
     double *weights; /* n values when OPT_WEIGHTS was given */
     long long f, m, b;
+    double *stats[SPIRT_NSTATS]; /* statistics GIVEN, or NULL */
 } AggOptions;
 
 typedef struct AggState AggState;
@@ -26,6 +32,7 @@ typedef struct AggRule {
     const char *name;
     unsigned options;  /* options the rule accepts */
     unsigned required; /* options it needs */
+    unsigned needs;    /* statistics it needs (SPIRT_NEEDS) */
     /* Checks n against the options; fills err and returns -1 if unusable. */
     int (*check)(size_t n, AggOptions *o, char *err, size_t cap);
     int (*run)(SpirtJob *job, AggState *s, const SpirtExec *ex);
@@ -38,7 +45,7 @@ struct AggState {
     RedisModuleString **keys; /* input key names, for error messages */
     size_t *selected;         /* krum: chosen inputs, best score first */
     size_t nselected;
-    double *dist, *scores, *row; /* krum scratch */
+    double *dist, *scores, *row; /* krum scratch (dist: unless GIVEN) */
 };
 
 /* ---- rule checks ---- */
@@ -65,15 +72,11 @@ static int check_trimmed(size_t n, AggOptions *o, char *err, size_t cap) {
     return -1;
 }
 
-/* Pairwise distances cost n^2 memory per thread; beyond this many inputs
- * Krum is the wrong tool anyway. */
-#define SPIRT_KRUM_MAX_INPUTS 1024
-
 static int check_krum_inputs(size_t n, const AggOptions *o, const char *rule, char *err,
                              size_t cap) {
-    if (n > SPIRT_KRUM_MAX_INPUTS) {
+    if (n > SPIRT_STAT_MAX_INPUTS) { /* the limit of the distances it needs */
         spirt_format(err, cap, "ERR %s compares every pair of inputs and takes at most %d; got %zu",
-                     rule, SPIRT_KRUM_MAX_INPUTS, n);
+                     rule, SPIRT_STAT_MAX_INPUTS, n);
         return -1;
     }
     if ((long long)n >= krum_min_inputs(o->f)) return 0;
@@ -98,14 +101,10 @@ static int check_multikrum(size_t n, AggOptions *o, char *err, size_t cap) {
 
 /* ---- rule runs ---- */
 
+static const char NOTHING_WRITTEN[] = "; nothing was written";
+
 static int fail_nonfinite(SpirtJob *job, AggState *s) {
-    char name[SPIRT_KEYNAME_IN_ERROR + 1];
-    for (size_t k = 0; k < s->args.n; k++) {
-        long long at = spirt_find_nonfinite(s->args.dtype, s->args.inputs[k], s->args.nelem);
-        if (at >= 0)
-            return spirt_job_fail(job, "ERR input '%s' has a non-finite value at element %lld; "
-                                  "nothing was written", spirt_keyname(s->keys[k], name, sizeof(name)), at);
-    }
+    if (spirt_inputs_fail_nonfinite(job, &s->args, s->keys, NOTHING_WRITTEN) != 0) return -1;
     return spirt_job_fail(job, "ERR %s overflowed: the result is not finite although every input "
                           "is; nothing was written", s->rule->name);
 }
@@ -135,50 +134,22 @@ static int run_trimmed(SpirtJob *job, AggState *s, const SpirtExec *ex) {
     return atomic_load(&s->args.nonfinite) ? fail_nonfinite(job, s) : 0;
 }
 
-/* Krum score of input i: sum of its n-f-2 smallest distances to others. */
-static double krum_score(const AggState *s, size_t i, double *row) {
-    const size_t n = s->args.n;
-    size_t c = 0;
-    for (size_t k = 0; k < n; k++)
-        if (k != i) row[c++] = s->dist[i * n + k];
-    /* insertion sort: n is a count of peers, small */
-    for (size_t x = 1; x < c; x++) {
-        double v = row[x];
-        size_t y = x;
-        while (y > 0 && row[y - 1] > v) {
-            row[y] = row[y - 1];
-            y--;
-        }
-        row[y] = v;
-    }
-    double score = 0;
-    for (size_t k = 0; k < n - (size_t)s->opt.f - 2; k++) score += row[k];
-    return score;
-}
-
-/* Orders input indices by score, lower first, ties by index. */
-static void krum_select(AggState *s) {
-    const size_t n = s->args.n;
-    for (size_t i = 0; i < n; i++) {
-        s->scores[i] = krum_score(s, i, s->row);
-        s->selected[i] = i;
-    }
-    for (size_t x = 1; x < n; x++) {
-        size_t v = s->selected[x], y = x;
-        while (y > 0 && s->scores[s->selected[y - 1]] > s->scores[v]) {
-            s->selected[y] = s->selected[y - 1];
-            y--;
-        }
-        s->selected[y] = v;
-    }
-    s->nselected = (size_t)s->opt.m;
+/* The whole-vector distances: GIVEN, or computed from the inputs. Given
+ * ones do not see the inputs, which are checked on their own. */
+static const double *krum_distances(SpirtJob *job, AggState *s, const SpirtExec *ex) {
+    const double *given = s->opt.stats[SPIRT_STAT_SQDIST];
+    if (given != NULL)
+        return spirt_inputs_fail_nonfinite(job, &s->args, s->keys, NOTHING_WRITTEN) ? NULL : given;
+    spirt_kernel_sqdist(ex, &s->args, s->dist);
+    return atomic_load(&s->args.nonfinite) ? (fail_nonfinite(job, s), NULL) : s->dist;
 }
 
 static int run_krum(SpirtJob *job, AggState *s, const SpirtExec *ex) {
     SpirtAggArgs *a = &s->args;
-    spirt_kernel_sqdist(ex, a, s->dist);
-    if (atomic_load(&a->nonfinite)) return fail_nonfinite(job, s);
-    krum_select(s);
+    const double *dist = krum_distances(job, s, ex);
+    if (dist == NULL) return -1;
+    spirt_krum_order(dist, a->n, (size_t)s->opt.f, s->scores, s->row, s->selected);
+    s->nselected = (size_t)s->opt.m;
 
     /* Average the chosen inputs: a mean over a subset. */
     const void *chosen[s->nselected];
@@ -194,11 +165,11 @@ static int run_krum(SpirtJob *job, AggState *s, const SpirtExec *ex) {
 }
 
 static const AggRule RULES[] = {
-    {"mean", OPT_WEIGHTS, 0, check_any, run_mean},
-    {"median", 0, 0, check_any, run_median},
-    {"trimmed_mean", OPT_B, OPT_B, check_trimmed, run_trimmed},
-    {"krum", OPT_F, OPT_F, check_krum, run_krum},
-    {"multikrum", OPT_F | OPT_M, OPT_F, check_multikrum, run_krum},
+    {"mean", OPT_WEIGHTS, 0, 0, check_any, run_mean},
+    {"median", 0, 0, 0, check_any, run_median},
+    {"trimmed_mean", OPT_B, OPT_B, 0, check_trimmed, run_trimmed},
+    {"krum", OPT_F, OPT_F, SPIRT_NEEDS(SPIRT_STAT_SQDIST), check_krum, run_krum},
+    {"multikrum", OPT_F | OPT_M, OPT_F, SPIRT_NEEDS(SPIRT_STAT_SQDIST), check_multikrum, run_krum},
 };
 #define NRULES (sizeof(RULES) / sizeof(RULES[0]))
 
@@ -221,10 +192,9 @@ static void free_state(void *p) {
     AggState *s = p;
     if (s == NULL) return;
     RedisModule_Free(s->opt.weights);
+    for (int i = 0; i < SPIRT_NSTATS; i++) RedisModule_Free(s->opt.stats[i]);
     RedisModule_Free(s->args.inputs);
-    if (s->keys)
-        for (size_t k = 0; k < s->args.n; k++) RedisModule_FreeString(NULL, s->keys[k]);
-    RedisModule_Free(s->keys);
+    spirt_keys_free(s->keys, s->args.n);
     RedisModule_Free(s->args.scratch);
     RedisModule_Free(s->args.dist);
     RedisModule_Free(s->dist);
@@ -252,8 +222,10 @@ static void alloc_scratch(AggState *s) {
     if (s->rule->run == run_median || s->rule->run == run_trimmed)
         s->args.scratch = RedisModule_Alloc(w * n * sizeof(double));
     if (s->rule->run == run_krum) {
-        s->args.dist = RedisModule_Alloc(spirt_sqdist_slices(s->args.nelem, n) * n * n * sizeof(double));
-        s->dist = RedisModule_Alloc(n * n * sizeof(double));
+        if (s->opt.stats[SPIRT_STAT_SQDIST] == NULL) {
+            s->args.dist = RedisModule_Alloc(spirt_sqdist_slices(s->args.nelem, n) * n * n * sizeof(double));
+            s->dist = RedisModule_Alloc(n * n * sizeof(double));
+        }
         s->scores = RedisModule_Alloc(n * sizeof(double));
         s->row = RedisModule_Alloc(n * sizeof(double));
         s->selected = RedisModule_Alloc(n * sizeof(size_t));
@@ -262,86 +234,89 @@ static void alloc_scratch(AggState *s) {
 
 /* ---- argument parsing ---- */
 
-static int parse_options(RedisModuleCtx *ctx, const AggRule *rule, size_t n,
-                         RedisModuleString **argv, int argc, AggOptions *o) {
+/* WEIGHTS w1..wn at argv[0..n); replies and returns -1 if unusable. */
+static int parse_weights(RedisModuleCtx *ctx, size_t n, RedisModuleString **argv, int argc,
+                         AggOptions *o) {
+    if ((size_t)argc < n)
+        return spirt_reply_errorf(ctx, "ERR WEIGHTS needs one weight per input (%zu)", n), -1;
+    o->weights = RedisModule_Alloc(n * sizeof(double));
+    double total = 0;
+    for (size_t k = 0; k < n; k++) {
+        double w;
+        if (spirt_parse_finite(argv[k], &w) != 0 || w < 0)
+            return spirt_reply_errorf(ctx, "ERR WEIGHTS must be finite and non-negative"), -1;
+        o->weights[k] = w;
+        total += w;
+    }
+    if (!(total > 0)) return spirt_reply_errorf(ctx, "ERR WEIGHTS must not all be zero"), -1;
+    if (!isfinite(total) || total < DBL_MIN)
+        return spirt_reply_errorf(ctx, "ERR WEIGHTS must sum to a finite, normal number"), -1;
+    return 0;
+}
+
+/* GIVEN stat numbers, at argv[0..3): a statistic the rule needs, summed
+ * from every shard's SPIRT.STATISTIC. Replies and returns -1 if unusable. */
+static int parse_given(RedisModuleCtx *ctx, const AggRule *rule, size_t n,
+                       RedisModuleString **argv, int argc, AggOptions *o) {
+    char known[128];
+    size_t len;
+    if (argc < 3) return spirt_reply_errorf(ctx, "ERR GIVEN needs a statistic and its numbers"), -1;
+    const char *word = RedisModule_StringPtrLen(argv[1], &len);
+    int stat = spirt_stat_find(argv[1]);
+    if (stat < 0) {
+        spirt_stat_known(known, sizeof(known));
+        return spirt_reply_errorf(ctx, "ERR unknown statistic '%.*s'; known statistics: %s",
+                                  (int)(len > 32 ? 32 : len), word, known), -1;
+    }
+    if (!(rule->needs & SPIRT_NEEDS(stat)))
+        return spirt_reply_errorf(ctx, "ERR rule %s does not need %s; GIVEN does not apply",
+                                  rule->name, spirt_stat_name(stat)), -1;
+    if (o->stats[stat])
+        return spirt_reply_errorf(ctx, "ERR GIVEN %s given twice", spirt_stat_name(stat)), -1;
+    o->stats[stat] = spirt_stat_parse(ctx, stat, argv[2], n);
+    return o->stats[stat] ? 0 : -1;
+}
+
+static unsigned option_bit(const RedisModuleString *arg) {
     static const struct {
         const char *name;
         unsigned bit;
     } NAMES[] = {{"WEIGHTS", OPT_WEIGHTS}, {"F", OPT_F}, {"M", OPT_M}, {"B", OPT_B}};
-    int i = 0;
-    while (i < argc) {
-        unsigned bit = 0;
-        size_t len;
-        const char *word = RedisModule_StringPtrLen(argv[i], &len);
-        for (size_t k = 0; k < sizeof(NAMES) / sizeof(NAMES[0]); k++)
-            if (spirt_arg_is(argv[i], NAMES[k].name)) bit = NAMES[k].bit;
-        if (bit == 0 || !(rule->options & bit))
-            return spirt_reply_errorf(ctx, "ERR option '%.*s' does not apply to rule %s", (int)(len > 32 ? 32 : len), word, rule->name), -1;
-        if (o->given & bit) return spirt_reply_errorf(ctx, "ERR option %.*s given twice", (int)len, word), -1;
-        o->given |= bit;
-        if (bit == OPT_WEIGHTS) {
-            if ((size_t)(argc - i - 1) < n)
-                return spirt_reply_errorf(ctx, "ERR WEIGHTS needs one weight per input (%zu)", n), -1;
-            o->weights = RedisModule_Alloc(n * sizeof(double));
-            double total = 0;
-            for (size_t k = 0; k < n; k++) {
-                double w;
-                if (spirt_parse_finite(argv[i + 1 + (int)k], &w) != 0 || w < 0)
-                    return spirt_reply_errorf(ctx, "ERR WEIGHTS must be finite and non-negative"), -1;
-                o->weights[k] = w;
-                total += w;
-            }
-            if (!(total > 0))
-                return spirt_reply_errorf(ctx, "ERR WEIGHTS must not all be zero"), -1;
-            if (!isfinite(total) || total < DBL_MIN)
-                return spirt_reply_errorf(ctx, "ERR WEIGHTS must sum to a finite, normal number"), -1;
-            i += 1 + (int)n;
-            continue;
-        }
-        long long v;
-        long long lo = bit == OPT_M ? 1 : 0;
-        if (i + 1 >= argc || spirt_parse_int(argv[i + 1], lo, INT32_MAX, &v) != 0)
-            return spirt_reply_errorf(ctx, "ERR %s needs an integer >= %lld", word, lo), -1;
-        if (bit == OPT_F) o->f = v;
-        else if (bit == OPT_M) o->m = v;
-        else o->b = v;
-        i += 2;
-    }
+    for (size_t k = 0; k < sizeof(NAMES) / sizeof(NAMES[0]); k++)
+        if (spirt_arg_is(arg, NAMES[k].name)) return NAMES[k].bit;
+    return 0;
+}
+
+/* One option at argv[0]; returns how many arguments it took, or -1 after replying. */
+static int parse_option(RedisModuleCtx *ctx, const AggRule *rule, size_t n,
+                        RedisModuleString **argv, int argc, AggOptions *o) {
+    size_t len;
+    const char *word = RedisModule_StringPtrLen(argv[0], &len);
+    if (spirt_arg_is(argv[0], "GIVEN")) return parse_given(ctx, rule, n, argv, argc, o) ? -1 : 3;
+    unsigned bit = option_bit(argv[0]);
+    if (bit == 0 || !(rule->options & bit))
+        return spirt_reply_errorf(ctx, "ERR option '%.*s' does not apply to rule %s", (int)(len > 32 ? 32 : len), word, rule->name), -1;
+    if (o->given & bit) return spirt_reply_errorf(ctx, "ERR option %.*s given twice", (int)len, word), -1;
+    o->given |= bit;
+    if (bit == OPT_WEIGHTS) return parse_weights(ctx, n, argv + 1, argc - 1, o) ? -1 : 1 + (int)n;
+    long long v;
+    long long lo = bit == OPT_M ? 1 : 0;
+    if (argc < 2 || spirt_parse_int(argv[1], lo, INT32_MAX, &v) != 0)
+        return spirt_reply_errorf(ctx, "ERR %s needs an integer >= %lld", word, lo), -1;
+    if (bit == OPT_F) o->f = v;
+    else if (bit == OPT_M) o->m = v;
+    else o->b = v;
+    return 2;
+}
+
+static int parse_options(RedisModuleCtx *ctx, const AggRule *rule, size_t n,
+                         RedisModuleString **argv, int argc, AggOptions *o) {
+    for (int i = 0, took; i < argc; i += took)
+        if ((took = parse_option(ctx, rule, n, argv + i, argc - i, o)) < 0) return -1;
     unsigned missing = rule->required & ~o->given;
     if (missing)
         return spirt_reply_errorf(ctx, "ERR rule %s needs option %s", rule->name,
                                   missing & OPT_F ? "F" : "B"), -1;
-    return 0;
-}
-
-/* Checks one input and adds it to the job; replies and returns -1 on error. */
-static int add_input(RedisModuleCtx *ctx, SpirtJob *job, AggState *s, size_t k,
-                     RedisModuleString *name, const SpirtTensor **first) {
-    char kname[SPIRT_KEYNAME_IN_ERROR + 1], fname[SPIRT_KEYNAME_IN_ERROR + 1];
-    char shape[128], fshape[128];
-    SpirtKeyKind kind;
-    SpirtTensor *t;
-    RedisModuleKey *key = spirt_key_open(ctx, name, REDISMODULE_READ, &kind, &t);
-    RedisModule_CloseKey(key);
-    spirt_keyname(name, kname, sizeof(kname));
-    if (kind == SPIRT_KEY_EMPTY)
-        return spirt_reply_errorf(ctx, "ERR input tensor '%s' does not exist", kname), -1;
-    if (kind == SPIRT_KEY_OTHER)
-        return spirt_reply_errorf(ctx, "WRONGTYPE input '%s' holds a value that is not a tensor", kname), -1;
-    if (!spirt_dtype_is_float(t->dtype))
-        return spirt_reply_errorf(ctx, "ERR input '%s' has dtype %s; aggregation needs FLOAT or DOUBLE",
-                                  kname, spirt_dtype_name(t->dtype)), -1;
-    if (*first && !spirt_tensor_same_layout(*first, t)) {
-        spirt_shape_text(t, shape, sizeof(shape));
-        spirt_shape_text(*first, fshape, sizeof(fshape));
-        spirt_keyname(s->keys[0], fname, sizeof(fname));
-        return spirt_reply_errorf(ctx, "ERR input '%s' is %s %s but '%s' is %s %s", kname,
-                                  spirt_dtype_name(t->dtype), shape, fname,
-                                  spirt_dtype_name((*first)->dtype), fshape), -1;
-    }
-    if (*first == NULL) *first = t;
-    s->args.inputs[k] = spirt_job_hold(job, t->buf);
-    job->work_bytes += t->buf->nbytes;
     return 0;
 }
 
@@ -368,7 +343,7 @@ static int check_destination(RedisModuleCtx *ctx, RedisModuleString *dst, uint64
 /* Parses everything that does not need the keyspace. */
 static AggState *parse_command(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     char rules[128], err[SPIRT_ERR_LEN];
-    long long n;
+    size_t n;
     const AggRule *rule = find_rule(argv[2]);
     if (rule == NULL) {
         size_t len;
@@ -378,26 +353,15 @@ static AggState *parse_command(RedisModuleCtx *ctx, RedisModuleString **argv, in
                            (int)(len > 32 ? 32 : len), name, rules);
         return NULL;
     }
-    if (!spirt_arg_is(argv[3], "INPUTS")) {
-        spirt_reply_errorf(ctx, "ERR expected INPUTS after the rule name");
-        return NULL;
-    }
-    if (spirt_parse_int(argv[4], 1, INT32_MAX, &n) != 0) {
-        spirt_reply_errorf(ctx, "ERR INPUTS count must be a positive integer");
-        return NULL;
-    }
-    if (n > argc - 5) {
-        spirt_reply_errorf(ctx, "ERR INPUTS says %lld keys but only %d follow", n, argc - 5);
-        return NULL;
-    }
+    if (spirt_inputs_count(ctx, argv, argc, 3, "the rule name", &n) != 0) return NULL;
     AggState *s = RedisModule_Calloc(1, sizeof(*s));
     s->rule = rule;
-    s->args.n = (size_t)n;
-    if (parse_options(ctx, rule, (size_t)n, argv + 5 + n, argc - 5 - (int)n, &s->opt) != 0) {
+    s->args.n = n;
+    if (parse_options(ctx, rule, n, argv + 5 + n, argc - 5 - (int)n, &s->opt) != 0) {
         free_state(s);
         return NULL;
     }
-    if (rule->check(s->args.n, &s->opt, err, sizeof(err)) != 0) {
+    if (rule->check(n, &s->opt, err, sizeof(err)) != 0) {
         RedisModule_ReplyWithError(ctx, err);
         free_state(s);
         return NULL;
@@ -422,24 +386,18 @@ int spirt_cmd_aggregate(RedisModuleCtx *ctx, RedisModuleString **argv, int argc)
     job->run = run_job;
     if (s->rule->run == run_krum) job->reply = reply_selected;
     s->args.inputs = RedisModule_Calloc(s->args.n, sizeof(void *));
-    s->keys = RedisModule_Calloc(s->args.n, sizeof(RedisModuleString *));
-    for (size_t k = 0; k < s->args.n; k++)
-        s->keys[k] = RedisModule_CreateStringFromString(NULL, argv[5 + k]);
-
-    const SpirtTensor *first = NULL;
-    for (size_t k = 0; k < s->args.n; k++) {
-        if (add_input(ctx, job, s, k, argv[5 + k], &first) != 0) {
-            spirt_job_free(job);
-            return REDISMODULE_OK;
-        }
+    s->keys = spirt_keys_copy(argv + 5, s->args.n);
+    const SpirtTensor *first =
+        spirt_inputs_hold(ctx, job, argv + 5, s->args.n, "aggregation needs", &s->args);
+    if (first == NULL) {
+        spirt_job_free(job);
+        return REDISMODULE_OK;
     }
     SpirtTensor *out = spirt_tensor_new_like(first, 0);
     if (out == NULL) {
         spirt_job_free(job);
         return spirt_reply_errorf(ctx, "ERR the result would exceed MAX_TENSOR_BYTES");
     }
-    s->args.dtype = first->dtype;
-    s->args.nelem = first->nelem;
     s->args.out = out->buf->data;
     alloc_scratch(s);
     spirt_job_add_output(job, argv[1], out, 1, dst_stamp);

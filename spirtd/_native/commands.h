@@ -19,6 +19,9 @@ int spirt_cmd_digest(RedisModuleCtx *ctx, RedisModuleString **argv, int argc);
 /* aggregate.c */
 int spirt_cmd_aggregate(RedisModuleCtx *ctx, RedisModuleString **argv, int argc);
 
+/* statistic.c: a whole-vector statistic's part for a shard of the vectors */
+int spirt_cmd_statistic(RedisModuleCtx *ctx, RedisModuleString **argv, int argc);
+
 /* optim.c: in-database optimizer steps */
 int spirt_cmd_sgd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc);
 int spirt_cmd_adam(RedisModuleCtx *ctx, RedisModuleString **argv, int argc);

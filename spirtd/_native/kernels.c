@@ -149,6 +149,34 @@ void spirt_kernel_sqdist(const SpirtExec *ex, SpirtAggArgs *a, double *d) {
         if (!isfinite(d[i])) atomic_store(&a->nonfinite, 1);
 }
 
+/* Score of input i: sum of its n-f-2 smallest distances to the others. */
+static double krum_score(const double *dist, size_t n, size_t f, size_t i, double *row) {
+    size_t c = 0;
+    for (size_t k = 0; k < n; k++)
+        if (k != i) row[c++] = dist[i * n + k];
+    insertion_sort(row, (long)c); /* n is a count of peers, small */
+    double score = 0;
+    for (size_t k = 0; k < n - f - 2; k++) score += row[k];
+    return score;
+}
+
+void spirt_krum_order(const double *dist, size_t n, size_t f, double *scores, double *row,
+                      size_t *order) {
+    for (size_t i = 0; i < n; i++) {
+        scores[i] = krum_score(dist, n, f, i, row);
+        order[i] = i;
+    }
+    /* stable: equal scores keep index order */
+    for (size_t x = 1; x < n; x++) {
+        size_t v = order[x], y = x;
+        while (y > 0 && scores[order[y - 1]] > scores[v]) {
+            order[y] = order[y - 1];
+            y--;
+        }
+        order[y] = v;
+    }
+}
+
 long long spirt_find_nonfinite(SpirtDType dtype, const void *data, size_t nelem) {
     return dtype == SPIRT_DOUBLE ? find_nonfinite_f64(data, nelem)
                                  : find_nonfinite_f32(data, nelem);

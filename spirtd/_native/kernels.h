@@ -42,6 +42,13 @@ void spirt_kernel_sqdist(const SpirtExec *ex, SpirtAggArgs *a, double *d);
  * inputs: a function of nelem and n only. */
 size_t spirt_sqdist_slices(size_t nelem, size_t n);
 
+/* Krum (Blanchard et al. 2017): orders the n inputs by score, lower first,
+ * ties by index, into order. Input i's score is the sum of its n-f-2
+ * smallest distances to the others, from dist (n * n, row i); scores and
+ * row are n doubles of scratch. n >= f + 3. */
+void spirt_krum_order(const double *dist, size_t n, size_t f, double *scores, double *row,
+                      size_t *order);
+
 /* Index of the first non-finite element, or -1. */
 long long spirt_find_nonfinite(SpirtDType dtype, const void *data, size_t nelem);
 

@@ -1,5 +1,5 @@
 /* spirt: a Redis module for tensors that speaks RedisAI's tensor protocol
- * and adds in-database aggregation (SPIRT.AGGREGATE), optimizer steps
+ * and adds in-database aggregation (SPIRT.AGGREGATE, SPIRT.STATISTIC), optimizer steps
  * (SPIRT.SGD, SPIRT.ADAM), chunked transfer and digests. */
 #include <stdio.h>
 #include <string.h>
@@ -71,6 +71,7 @@ static const struct {
     {"SPIRT.TENSORREAD", spirt_cmd_tensorread, "readonly", 1, 1, 1},
     {"SPIRT.DIGEST", spirt_cmd_digest, "readonly", 1, 1, 1},
     {"SPIRT.AGGREGATE", spirt_cmd_aggregate, "write deny-oom getkeys-api", 1, 1, 1},
+    {"SPIRT.STATISTIC", spirt_cmd_statistic, "readonly", 4, -1, 1},
     {"SPIRT.SGD", spirt_cmd_sgd, "write deny-oom getkeys-api", 1, 2, 1},
     {"SPIRT.ADAM", spirt_cmd_adam, "write deny-oom getkeys-api", 1, 2, 1},
 };

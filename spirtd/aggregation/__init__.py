@@ -18,8 +18,9 @@ Adding a rule takes exactly these edits:
      bound in the docstring; a bound on f as one function, as in krum.py);
   2. one entry in RULES below;
   3. its kernel in spirtd/_native/aggregate.c: a row of RULES there with
-     the same name and option keywords (RuleOption.wire), and its bound as
-     one C function (an option no rule had yet: also in parse_options);
+     the same name, option keywords (RuleOption.wire) and statistics
+     needed, and its bound as one C function (an option no rule had yet:
+     also in parse_options; a statistic none had yet: in statistic.c);
   4. its TorchScript function in spirtd/store/redisai_scripts.py, named
      spirt_<rule> (redisai_scripts.entry_point), taking the declared
      options in order as string args, and its bound as one function there;
@@ -51,10 +52,17 @@ from spirtd.aggregation.base import (
     RuleCall,
     RuleOption,
     check_call,
+    check_given,
     check_inputs,
     run_rule,
 )
-from spirtd.aggregation.statistics import Statistic
+from spirtd.aggregation.statistics import (
+    COMPUTE,
+    Statistic,
+    check_count,
+    check_finite_result,
+    find_statistic,
+)
 from spirtd.errors import AggregationError
 
 __all__ = [
@@ -66,7 +74,9 @@ __all__ = [
     "RuleOption",
     "Statistic",
     "aggregate",
+    "check_given",
     "find_rule",
+    "statistic",
     "validate_call",
     "validate_spec",
 ]
@@ -123,16 +133,38 @@ def aggregate(
     inputs: Sequence[np.ndarray],
     *,
     names: Sequence[str] | None = None,
+    given: Mapping[Statistic, np.ndarray] | None = None,
     **options: Any,
 ) -> AggregateOutput:
     """Aggregates inputs (numpy arrays of one shape, all float32 or all
     float64, every value finite) with a rule of RULES. Computes in float64
     and rounds once to the inputs' dtype; never modifies the inputs. names,
     if given, name the inputs in error messages (e.g. their keys) instead of
-    their indices. Raises AggregationError."""
+    their indices. given holds whole-vector statistics the rule needs, to
+    use instead of computing them from the inputs (for inputs that are one
+    shard of the vectors: the statistic summed over every shard's
+    statistic()); a statistic the rule does not need is refused. Raises
+    AggregationError."""
     call = validate_call(rule_name, len(inputs), options)
+    stats = check_given(call, given)
     check_inputs(inputs, names)
-    return run_rule(call, inputs)
+    return run_rule(call, inputs, stats)
+
+
+def statistic(
+    stat: Statistic, inputs: Sequence[np.ndarray], *, names: Sequence[str] | None = None
+) -> np.ndarray:
+    """A whole-vector statistic of inputs (as aggregate takes them) as a
+    float64 array (for PAIRWISE_SQUARED_DISTANCES, (n, n)). For the
+    inputs' columns only: the statistic of whole vectors cut into shards is
+    the sum of the shards' statistics. Raises AggregationError."""
+    stat = find_statistic(stat)
+    check_count(stat, len(inputs))
+    check_inputs(inputs, names)
+    stacked = np.stack([np.asarray(x, dtype=np.float64).reshape(-1) for x in inputs])
+    with np.errstate(over="ignore", invalid="ignore"):
+        value = COMPUTE[stat](stacked)
+    return check_finite_result(stat, value)
 
 
 def with_weights(rule_name: str, options: Mapping[str, Any], weights: Sequence[float]) -> dict[str, Any]:

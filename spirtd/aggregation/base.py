@@ -24,7 +24,7 @@ from typing import Any, TypeGuard
 
 import numpy as np
 
-from spirtd.aggregation.statistics import COMPUTE, Statistic
+from spirtd.aggregation.statistics import COMPUTE, Statistic, check_value, find_statistic
 from spirtd.errors import AggregationError
 
 # The dtypes aggregation takes; results come back in the inputs' dtype.
@@ -241,6 +241,36 @@ def _with_defaults(rule: Rule, n: int, user: Options) -> dict[str, Any]:
     return full
 
 
+# ---- statistics given ----
+
+
+def _not_needed(rule: Rule, stat: Statistic) -> str:
+    if not rule.needs:
+        return (
+            f"rule {rule.name} needs no whole-vector statistic (it works on each coordinate "
+            f"alone), but {stat.value} was given"
+        )
+    needs = ", ".join(sorted(s.value for s in rule.needs))
+    return f"rule {rule.name} does not need {stat.value} (it needs {needs}), but it was given"
+
+
+def check_given(call: RuleCall, given: Mapping[Statistic, Any] | None) -> Statistics:
+    """The statistics given for a call, checked: each one a statistic the
+    rule needs (Rule.needs), in its shape for the call's n, finite. None or
+    {} gives none: the rule computes what it needs from its inputs."""
+    if not given:
+        return MappingProxyType({})
+    if not isinstance(given, Mapping):
+        raise AggregationError(f"given must map a Statistic to its value, not {type(given).__name__}")
+    checked = {}
+    for stat, value in given.items():
+        stat = find_statistic(stat)
+        if stat not in call.rule.needs:
+            raise AggregationError(_not_needed(call.rule, stat))
+        checked[stat] = check_value(stat, value, call.n)
+    return MappingProxyType(checked)
+
+
 # ---- data checks ----
 
 
@@ -276,15 +306,21 @@ def check_inputs(inputs: Sequence[np.ndarray], names: Sequence[str] | None) -> N
             raise AggregationError(f"{_label(i, names)} has a non-finite value at element {at}")
 
 
-def run_rule(call: RuleCall, inputs: Sequence[np.ndarray]) -> AggregateOutput:
+def run_rule(
+    call: RuleCall, inputs: Sequence[np.ndarray], given: Statistics = MappingProxyType({})
+) -> AggregateOutput:
     """Runs a checked call on checked inputs: stacks them as a read-only
-    float64 (n, d) matrix, computes the statistics the rule needs, applies
-    the rule and rounds once to the inputs' dtype and shape."""
+    float64 (n, d) matrix, computes the statistics the rule needs that are
+    not given (check_given), applies the rule and rounds once to the
+    inputs' dtype and shape."""
     first = inputs[0]
     stacked = np.stack([np.asarray(x, dtype=np.float64).reshape(-1) for x in inputs])
     stacked.flags.writeable = False
     with np.errstate(over="ignore", invalid="ignore"):
-        stats = {stat: COMPUTE[stat](stacked) for stat in call.rule.needs}
+        stats = {
+            stat: given[stat] if stat in given else COMPUTE[stat](stacked)
+            for stat in call.rule.needs
+        }
         value, selected = call.rule.fn(stacked, call.options, stats)
         out = np.asarray(value, dtype=np.float64).astype(first.dtype).reshape(first.shape)
     if not np.isfinite(out).all():

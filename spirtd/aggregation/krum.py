@@ -19,12 +19,13 @@ import numpy as np
 
 from spirtd.aggregation.base import Options, OptionType, Rule, RuleOption, Selection, Statistics
 from spirtd.aggregation.mean import mean_of_rows
+from spirtd.aggregation import statistics
 from spirtd.aggregation.statistics import Statistic
 from spirtd.errors import AggregationError
 
 # Every pair of inputs is compared; beyond this Krum is the wrong tool
-# (the native module has the same limit).
-MAX_INPUTS = 1024
+# (the limit of its statistic; the native module has the same).
+MAX_INPUTS = statistics.MAX_INPUTS
 
 
 def min_inputs(f: int) -> int:

@@ -6,7 +6,8 @@ the coordinates on its own. A rule that compares whole inputs (Krum) cannot:
 it needs a statistic over every coordinate first. A rule declares which it
 needs (Rule.needs); run_rule computes them with COMPUTE and hands them to
 the rule, so that a caller holding only a shard of the coordinates can
-instead hand over the statistic summed from every shard's partial one.
+instead hand over the statistic summed from every shard's partial one
+(given; checked by check_given, the same way for every backend).
 """
 
 from __future__ import annotations
@@ -17,8 +18,13 @@ from types import MappingProxyType
 
 import numpy as np
 
+from spirtd.errors import AggregationError
+
 # Elements of differences held at once while computing distances.
 DIST_BLOCK_ELEMS = 1 << 22
+# A statistic of every pair of inputs costs n^2 memory: the native module
+# and the TorchScript have the same limit (as Krum, which needs one).
+MAX_INPUTS = 1024
 
 
 class Statistic(Enum):
@@ -27,6 +33,15 @@ class Statistic(Enum):
     of column blocks of it."""
 
     PAIRWISE_SQUARED_DISTANCES = "pairwise_squared_distances"
+
+    @property
+    def wire(self) -> str:
+        """Its keyword in SPIRT.STATISTIC and SPIRT.AGGREGATE's GIVEN."""
+        return self.value.upper()
+
+    def shape(self, n: int) -> tuple[int, ...]:
+        """Its shape for n inputs: one number per pair (every statistic so far)."""
+        return (n, n)
 
 
 def pairwise_squared_distances(x: np.ndarray) -> np.ndarray:
@@ -47,3 +62,51 @@ def pairwise_squared_distances(x: np.ndarray) -> np.ndarray:
 COMPUTE: Mapping[Statistic, Callable[[np.ndarray], np.ndarray]] = MappingProxyType(
     {Statistic.PAIRWISE_SQUARED_DISTANCES: pairwise_squared_distances}
 )
+
+
+def known() -> str:
+    return ", ".join(s.value for s in Statistic)
+
+
+def find_statistic(stat: object) -> Statistic:
+    """stat as a Statistic; AggregationError naming the known ones."""
+    if isinstance(stat, Statistic):
+        return stat
+    raise AggregationError(f"unknown statistic {stat!r}; known statistics: {known()}")
+
+
+def check_count(stat: Statistic, n: object) -> int:
+    """n inputs are enough, and not too many, for stat."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise AggregationError(f"{stat.value} needs at least one input; got {n!r}")
+    if n > MAX_INPUTS:
+        raise AggregationError(
+            f"{stat.value} compares every pair of inputs and takes at most {MAX_INPUTS}; got {n}"
+        )
+    return int(n)
+
+
+def check_value(stat: Statistic, value: object, n: int) -> np.ndarray:
+    """A statistic given for n inputs, as a read-only float64 array: the
+    statistic's shape, every number finite."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "iuf":
+        raise AggregationError(f"given {stat.value} must hold numbers, got dtype {array.dtype}")
+    want = stat.shape(n)
+    if array.shape != want:
+        raise AggregationError(
+            f"given {stat.value} must have shape {want} for {n} inputs; got {array.shape}"
+        )
+    array = np.array(array, dtype=np.float64, order="C")
+    if not np.isfinite(array).all():
+        raise AggregationError(f"given {stat.value} must be finite")
+    array.flags.writeable = False
+    return array
+
+
+def check_finite_result(stat: Statistic, value: np.ndarray) -> np.ndarray:
+    if not np.isfinite(value).all():
+        raise AggregationError(
+            f"{stat.value} overflowed: it is not finite although every input is"
+        )
+    return value

@@ -26,7 +26,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from spirtd.aggregation import RuleCall, validate_call
+from spirtd.aggregation import RuleCall, Statistic, check_given, validate_call
+from spirtd.aggregation.base import Statistics
+from spirtd.aggregation.statistics import check_count, find_statistic
 from spirtd.errors import (
     ConfigError,
     InvalidTensor,
@@ -357,18 +359,46 @@ class TensorStore(abc.ABC):
     # ---- tensor work ----
 
     async def aggregate(
-        self, dst: str, rule: str, inputs: Sequence[str], **options: object
+        self,
+        dst: str,
+        rule: str,
+        inputs: Sequence[str],
+        *,
+        given: Mapping[Statistic, np.ndarray] | None = None,
+        **options: object,
     ) -> tuple[int, ...] | None:
         """Aggregates the tensors at inputs into dst with a rule from
         spirtd.aggregation.RULES. Returns the inputs Krum chose (best first),
-        None for other rules. dst is written whole or not at all."""
+        None for other rules. dst is written whole or not at all.
+
+        given holds whole-vector statistics the rule needs (Rule.needs), to
+        use instead of computing them from the inputs: when the inputs hold
+        one shard of the vectors, the sum of every shard's statistic(). A
+        statistic the rule does not need, or of the wrong shape, is an
+        AggregationError."""
         call = validate_call(rule, len(inputs), options)
-        return await self._aggregate(dst, call, list(inputs))
+        return await self._aggregate(dst, call, list(inputs), check_given(call, given))
+
+    async def statistic(self, stat: Statistic, inputs: Sequence[str]) -> np.ndarray:
+        """A whole-vector statistic (spirtd.aggregation.Statistic) of the
+        tensors at inputs (all FLOAT or all DOUBLE, of one shape, finite),
+        computed in the store, as a read-only float64 array: (n, n) for
+        PAIRWISE_SQUARED_DISTANCES. Of the inputs' coordinates only: for
+        tensors that hold one shard of the vectors, the shard's part, which
+        summed over every shard is what aggregate() takes as given."""
+        stat = find_statistic(stat)
+        check_count(stat, len(inputs))
+        value = await self._statistic(stat, list(inputs))
+        value.flags.writeable = False
+        return value
 
     @abc.abstractmethod
     async def _aggregate(
-        self, dst: str, call: RuleCall, inputs: list[str]
+        self, dst: str, call: RuleCall, inputs: list[str], given: Statistics
     ) -> tuple[int, ...] | None: ...
+
+    @abc.abstractmethod
+    async def _statistic(self, stat: Statistic, inputs: list[str]) -> np.ndarray: ...
 
     @abc.abstractmethod
     async def sgd_step(

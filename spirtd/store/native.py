@@ -7,7 +7,8 @@ from typing import Sequence
 import numpy as np
 from redis.exceptions import ResponseError
 
-from spirtd.aggregation import RuleCall
+from spirtd.aggregation import RuleCall, Statistic
+from spirtd.aggregation.base import Statistics
 from spirtd.errors import AggregationError, ConflictError, InvalidTensor, StoreError
 from spirtd.optim import AdamConfig, SgdConfig
 from spirtd.store.api import (
@@ -27,14 +28,37 @@ def parse_meta(reply: list) -> TensorMeta:
     return TensorMeta(DType(reply[1].decode()), tuple(int(d) for d in reply[3]))
 
 
-def aggregate_args(dst: str, call: RuleCall, inputs: Sequence[str]) -> list[object]:
+# A statistic travels as its numbers, little-endian float64, row-major.
+STATISTIC_DTYPE = np.dtype("<f8")
+
+
+def aggregate_args(
+    dst: str, call: RuleCall, inputs: Sequence[str], given: Statistics | None = None
+) -> list[object]:
     """SPIRT.AGGREGATE's arguments for a validated rule call: each option the
     rule declares and the call has (defaults filled in), as its keyword and
-    values."""
+    values; then each statistic given (checked), as GIVEN, its keyword and
+    its numbers."""
     args: list[object] = ["SPIRT.AGGREGATE", dst, call.rule.name, "INPUTS", len(inputs), *inputs]
     for option, value in call.sent_options():
         args += [option.wire, *option.wire_values(value)]
+    for stat in (s for s in Statistic if given and s in given):
+        args += ["GIVEN", stat.wire, np.ascontiguousarray(given[stat], STATISTIC_DTYPE).tobytes()]
     return args
+
+
+def statistic_args(stat: Statistic, inputs: Sequence[str]) -> list[object]:
+    return ["SPIRT.STATISTIC", stat.wire, "INPUTS", len(inputs), *inputs]
+
+
+def parse_statistic(blob: bytes, stat: Statistic, n: int) -> np.ndarray:
+    """SPIRT.STATISTIC's reply as an array of the statistic's shape."""
+    shape = stat.shape(n)
+    want = int(np.prod(shape)) * STATISTIC_DTYPE.itemsize
+    if not isinstance(blob, bytes) or len(blob) != want:
+        got = len(blob) if isinstance(blob, bytes) else type(blob).__name__
+        raise StoreError(f"SPIRT.STATISTIC replied {got} bytes for {stat.value} of {n} inputs; want {want}")
+    return np.frombuffer(blob, STATISTIC_DTYPE).astype(np.float64).reshape(shape)
 
 
 def sgd_args(param: str, grad: str, cfg: SgdConfig, buffer: str | None) -> list[object]:
@@ -128,10 +152,14 @@ class NativeStore(TensorStore):
         return (await self._call("SPIRT.DIGEST", key, key=key)).decode()
 
     async def _aggregate(
-        self, dst: str, call: RuleCall, inputs: list[str]
+        self, dst: str, call: RuleCall, inputs: list[str], given: Statistics
     ) -> tuple[int, ...] | None:
-        reply = await self._work(aggregate_args(dst, call, inputs), aggregation=True)
+        reply = await self._work(aggregate_args(dst, call, inputs, given), aggregation=True)
         return tuple(int(i) for i in reply) if isinstance(reply, list) else None
+
+    async def _statistic(self, stat: Statistic, inputs: list[str]) -> np.ndarray:
+        reply = await self._work(statistic_args(stat, inputs), aggregation=True)
+        return parse_statistic(reply, stat, len(inputs))
 
     async def sgd_step(
         self, param: str, grad: str, cfg: SgdConfig, *, buffer: str | None = None

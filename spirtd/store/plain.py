@@ -16,7 +16,8 @@ from typing import Sequence
 import numpy as np
 from redis.exceptions import WatchError
 
-from spirtd.aggregation import RuleCall, aggregate
+from spirtd.aggregation import RuleCall, Statistic, aggregate, statistic
+from spirtd.aggregation.base import Statistics
 from spirtd.errors import ConflictError, InvalidTensor, TensorNotFound, WrongType
 from spirtd.optim import AdamConfig, SgdConfig, adam_step, sgd_step
 from spirtd.store.api import MAX_DIMS, DType, TensorMeta, TensorStore, as_storable, check_shape
@@ -110,14 +111,20 @@ class PlainStore(TensorStore):
     async def digest(self, key: str) -> str:
         return hashlib.sha256(memoryview(await self.get(key)).cast("B")).hexdigest()
 
-    async def _aggregate(
-        self, dst: str, call: RuleCall, inputs: list[str]
-    ) -> tuple[int, ...] | None:
+    async def _load(self, inputs: list[str]) -> list[np.ndarray]:
         raws = await self._call("MGET", *inputs)
-        arrays = [decode(raw, key) for raw, key in zip(raws, inputs)]
-        out = aggregate(call.rule.name, arrays, names=inputs, **call.user_options)
+        return [decode(raw, key) for raw, key in zip(raws, inputs)]
+
+    async def _aggregate(
+        self, dst: str, call: RuleCall, inputs: list[str], given: Statistics
+    ) -> tuple[int, ...] | None:
+        arrays = await self._load(inputs)
+        out = aggregate(call.rule.name, arrays, names=inputs, given=given, **call.user_options)
         await self.set(dst, out.value)
         return out.selected
+
+    async def _statistic(self, stat: Statistic, inputs: list[str]) -> np.ndarray:
+        return statistic(stat, await self._load(inputs), names=inputs)
 
     async def _load_for_update(self, pipe, keys: Sequence[str | None]) -> list[np.ndarray | None]:
         present = [k for k in keys if k is not None]

@@ -9,7 +9,8 @@ tensor writes or digests, so those are done with Lua inside the database
 
 The script lives in an ordinary key, SCRIPT_KEY (reserved): it is stored
 on first use and again whenever RedisAI says it is missing (after a
-FLUSHALL, or a restart without persistence). RedisAI's errors do not name
+FLUSHALL, or a restart without persistence). A whole-vector statistic given to a rule is
+stored as a float64 tensor for the call. RedisAI's errors do not name
 the key that was missing or not a tensor, nor keep a script's message
 apart from its traceback: the backend finds the key, and keeps the message.
 An optimizer step writes its outputs only when it succeeds; state that does
@@ -20,14 +21,19 @@ so a refused step leaves nothing behind.
 from __future__ import annotations
 
 import hashlib
+import secrets
 from typing import Sequence
+
+import numpy as np
 
 from redis.exceptions import ResponseError
 
-from spirtd.aggregation import RULES, RuleCall
+from spirtd.aggregation import RULES, RuleCall, Statistic
+from spirtd.aggregation.base import Statistics
 from spirtd.errors import AggregationError, BackendUnsupported, InvalidTensor, StoreError, TensorNotFound, WrongType
 from spirtd.optim import AdamConfig, SgdConfig
 from spirtd.store import redisai_scripts
+from spirtd.store.redisai_statistics import GIVEN_PREFIX
 from spirtd.store.api import TensorMeta, error_text, translate
 from spirtd.store.native import NativeStore
 
@@ -36,6 +42,10 @@ from spirtd.store.native import NativeStore
 REDISAI_MAX_BLOB = 512 << 20
 SCRIPT_KEY = "spirt:scripts:" + hashlib.sha256(redisai_scripts.SCRIPT.encode()).hexdigest()[:12]
 SELECTED_SUFFIX = ":spirt-selected"
+# Where a statistic given to a rule, or computed, waits for the script or
+# for the caller (reserved; deleted when the call ends).
+GIVEN_SUFFIX = ":spirt-given:"
+STATISTIC_SUFFIX = ":spirt-statistic:"
 # RedisAI's words for an AI.SCRIPTEXECUTE whose script key holds nothing, and
 # for an input that is missing (in every shard) or not a tensor.
 SCRIPT_MISSING = "script key is empty"
@@ -226,19 +236,32 @@ class RedisAIStore(NativeStore):
         return [kind != "none" for kind in await self._types(keys)]
 
     async def _aggregate(
-        self, dst: str, call: RuleCall, inputs: list[str]
+        self, dst: str, call: RuleCall, inputs: list[str], given: Statistics
     ) -> tuple[int, ...] | None:
         fn = ENTRY_POINT[call.rule.name]
-        if not call.rule.selects:
-            await self._execute(fn, inputs, [dst], rule_args(call), aggregation=True)
-            return None
+        stats = [stat for stat in Statistic if stat in given]
+        given_keys = [dst + GIVEN_SUFFIX + stat.value for stat in stats]
+        args = [*rule_args(call), *(GIVEN_PREFIX + stat.value for stat in stats)]
         selected_key = dst + SELECTED_SUFFIX
+        outputs = [dst, selected_key] if call.rule.selects else [dst]
         try:
-            await self._execute(fn, inputs, [dst, selected_key], rule_args(call), aggregation=True)
+            for key, stat in zip(given_keys, stats):
+                await self.set(key, np.asarray(given[stat], dtype=np.float64))
+            await self._execute(fn, [*inputs, *given_keys], outputs, args, aggregation=True)
+            if not call.rule.selects:
+                return None
             values = await self._call("AI.TENSORGET", selected_key, "VALUES")
         finally:
-            await self.delete(selected_key)
+            await self.delete(*given_keys, *outputs[1:])
         return tuple(int(v) for v in values)
+
+    async def _statistic(self, stat: Statistic, inputs: list[str]) -> np.ndarray:
+        out = inputs[0] + STATISTIC_SUFFIX + secrets.token_hex(8)
+        try:
+            await self._execute("spirt_statistic", inputs, [out], [stat.value], aggregation=True)
+            return np.array(await self.get(out), dtype=np.float64)
+        finally:
+            await self.delete(out)
 
     async def sgd_step(
         self, param: str, grad: str, cfg: SgdConfig, *, buffer: str | None = None

@@ -18,7 +18,10 @@ Every rule of spirtd.aggregation.RULES has one entry point, spirt_<rule>
 (entry_point), whose args are the rule's declared options in order, each
 as RuleOption.wire_values writes it; an option the call leaves out is left
 out of args (only the last ones can be). A bound on f is one function here,
-as in the numpy rule and the native module (tests compare the three).
+as in the numpy rule and the native module (tests compare the three). A
+whole-vector statistic given to a rule instead of computed by it is one
+more tensor after the inputs and one more arg after the options
+(redisai_statistics.py).
 
 Written for RedisAI's own TorchScript compiler, which is stricter than
 Python's torch.jit: `torch` names built-in operators only, so dtypes are
@@ -34,6 +37,8 @@ tests/store compiles this with a real AI.SCRIPTSTORE as well as torch.jit.
     spirt_multikrum(inputs; args [f, m] or [f] for m = n-f)
                                                         -> [mean of chosen, chosen]
                                      (chosen: int64, best first)
+      (every rule: (inputs, given statistics; args, "given:<name>" for each))
+    spirt_statistic(inputs; args [name])                -> [statistic, float64]
     spirt_sgd([param, grad(, buf)]; args [lr, momentum, dampening, nesterov 0/1,
               weight_decay, maximize 0/1])              -> [param] or [param, buf]
     spirt_adam([param, grad, exp_avg, exp_avg_sq, step (int64 [1])];
@@ -47,7 +52,9 @@ from __future__ import annotations
 
 from spirtd.aggregation import RULES, Rule
 from spirtd.aggregation.krum import MAX_INPUTS as KRUM_MAX_INPUTS
+from spirtd.aggregation.statistics import MAX_INPUTS as STATISTIC_MAX_INPUTS
 from spirtd.store.redisai_optim import OPTIM_SOURCE
+from spirtd.store.redisai_statistics import statistics_source
 
 # torch's ScalarType codes, which TorchScript takes wherever a dtype goes.
 SCALAR_TYPES = {"INT64": 4, "FLOAT32": 6, "FLOAT64": 7}
@@ -65,9 +72,10 @@ def entry_point(rule: Rule) -> str:
     return "spirt_" + rule.name
 
 
-# One entry point per rule of the registry, then the optimizer steps.
+# One entry point per rule of the registry, the statistics, then the optimizer steps.
 ENTRY_POINTS: tuple[str, ...] = (
     *(entry_point(rule) for rule in RULES.values()),
+    "spirt_statistic",
     "spirt_sgd",
     "spirt_adam",
 )
@@ -222,6 +230,7 @@ def _finish_sum(value: Tensor, tensors: List[Tensor], keys: List[str], rule: str
 
 
 def spirt_mean(tensors: List[Tensor], keys: List[str], args: List[str]):
+    tensors, args, given = _take_given(tensors, keys, args, "mean")
     _check_all(tensors, keys)
     n = len(tensors)
     if len(args) == 0:
@@ -239,6 +248,7 @@ def spirt_mean(tensors: List[Tensor], keys: List[str], args: List[str]):
 
 
 def spirt_median(tensors: List[Tensor], keys: List[str], args: List[str]):
+    tensors, args, given = _take_given(tensors, keys, args, "median")
     _check_count(args, [0], "median")
     x = _stack(tensors, keys)
     n = x.size(0)
@@ -255,6 +265,7 @@ def _trimmed_mean_min_inputs(b: int) -> int:
 
 
 def spirt_trimmed_mean(tensors: List[Tensor], keys: List[str], args: List[str]):
+    tensors, args, given = _take_given(tensors, keys, args, "trimmed_mean")
     _check_count(args, [1], "trimmed_mean")
     b = _int(args, 0, "b", 0)
     n = len(tensors)
@@ -296,11 +307,13 @@ def _pairwise_squared_distances(x: Tensor) -> Tensor:
     return dist + dist.t()
 
 
-def _krum_select(tensors: List[Tensor], keys: List[str], f: int, m: int, rule: str):
+def _krum_select(tensors: List[Tensor], keys: List[str], f: int, m: int, rule: str,
+                 given: Dict[str, Tensor]):
     # [mean of the m best-scored inputs, their indices best first]
     n = len(tensors)
     x = _stack(tensors, keys)
-    dist = _pairwise_squared_distances(x)
+    # a copy: a given tensor is RedisAI's, and the diagonal is overwritten
+    dist = _statistics(x, given, rule)["pairwise_squared_distances"].clone()
     if not bool(torch.isfinite(dist).all()):
         assert False, (rule + " overflowed: distances between inputs are not finite "
                          + "although every input is")
@@ -313,13 +326,15 @@ def _krum_select(tensors: List[Tensor], keys: List[str], f: int, m: int, rule: s
 
 
 def spirt_krum(tensors: List[Tensor], keys: List[str], args: List[str]):
+    tensors, args, given = _take_given(tensors, keys, args, "krum")
     _check_count(args, [1], "krum")
     f = _int(args, 0, "f", 0)
     _check_krum_inputs(len(tensors), f, "krum")
-    return _krum_select(tensors, keys, f, 1, "krum")
+    return _krum_select(tensors, keys, f, 1, "krum", given)
 
 
 def spirt_multikrum(tensors: List[Tensor], keys: List[str], args: List[str]):
+    tensors, args, given = _take_given(tensors, keys, args, "multikrum")
     _check_count(args, [1, 2], "multikrum")
     f = _int(args, 0, "f", 0)
     n = len(tensors)
@@ -330,13 +345,15 @@ def spirt_multikrum(tensors: List[Tensor], keys: List[str], args: List[str]):
     if m > n - f:
         assert False, ("multikrum averages m of the n-f best-scored inputs: m=" + str(m)
                          + " is more than n-f=" + str(n - f))
-    return _krum_select(tensors, keys, f, m, "multikrum")
+    return _krum_select(tensors, keys, f, m, "multikrum", given)
 """
 
 def _source() -> str:
     """TorchScript has no module constants: limits and dtype codes are
     written into the source."""
-    text = (_HELPERS + _AGGREGATION + OPTIM_SOURCE).replace("KRUM_MAX_INPUTS", str(KRUM_MAX_INPUTS))
+    text = _HELPERS + statistics_source(RULES) + _AGGREGATION + OPTIM_SOURCE
+    text = text.replace("KRUM_MAX_INPUTS", str(KRUM_MAX_INPUTS))
+    text = text.replace("STATISTIC_MAX_INPUTS", str(STATISTIC_MAX_INPUTS))
     text = text.replace("MEAN_PIECE", str(MEAN_PIECE))
     for name, code in SCALAR_TYPES.items():
         text = text.replace(name, str(code))

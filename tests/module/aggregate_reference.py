@@ -73,3 +73,16 @@ def multikrum(xs: list[np.ndarray], f: int, m: int | None = None) -> Result:
 
 def krum(xs: list[np.ndarray], f: int) -> Result:
     return multikrum(xs, f, 1)
+
+
+def pairwise_squared_distances(xs: list[np.ndarray]) -> np.ndarray:
+    """SPIRT.STATISTIC PAIRWISE_SQUARED_DISTANCES: (n, n), symmetric, zero
+    diagonal, each pair's sum of squared differences in float64."""
+    n = len(xs)
+    flat = [x.astype(np.float64).ravel() for x in xs]
+    dist = np.zeros((n, n))
+    for i in range(n):
+        for k in range(i + 1, n):
+            d = flat[i] - flat[k]
+            dist[i, k] = dist[k, i] = float(np.dot(d, d))
+    return dist

@@ -1,7 +1,8 @@
 """SPIRT.AGGREGATE against the rule registry (spirtd.aggregation.RULES):
-the module knows exactly the registered rules, takes exactly each rule's
-declared option keywords, and accepts exactly the number of inputs the
-Python bound of each rule gives (refusing one fewer)."""
+the module knows exactly the registered rules and statistics, takes
+exactly each rule's declared option keywords and GIVEN exactly for the
+statistics each rule needs (Rule.needs), and accepts exactly the number of
+inputs the Python bound of each rule gives (refusing one fewer)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import re
 import numpy as np
 import pytest
 
-from spirtd.aggregation import RULES, OptionType, validate_call
+from spirtd.aggregation import RULES, OptionType, Statistic, validate_call
 from spirtd.store.native import aggregate_args
 
 from tests.aggregation.rule_cases import BOUND_CASES, keyword_args
@@ -18,6 +19,7 @@ from tests.aggregation.rule_cases import BOUND_CASES, keyword_args
 from .helpers import error_of, put
 
 KNOWN_RULES = re.compile(r"known rules: (.*)$")
+KNOWN_STATISTICS = re.compile(r"known statistics: (.*)$")
 
 
 def put_inputs(sr, n: int) -> list[str]:
@@ -71,3 +73,25 @@ def test_the_module_takes_the_declared_options_of_each_rule(sr, rule):
             sr.execute_command(*args)
         else:
             assert error_of(sr, *args) == f"option '{wire}' does not apply to rule {rule}"
+
+
+def test_the_module_knows_exactly_the_registered_statistics(sr):
+    put_inputs(sr, 1)
+    for command in (["SPIRT.STATISTIC", "no-such"], ["SPIRT.STATISTIC", "INPUTS"]):
+        message = error_of(sr, *command, "INPUTS", 1, "x0")
+        found = KNOWN_STATISTICS.search(message)
+        assert found is not None, message
+        assert found.group(1).split(", ") == [stat.wire for stat in Statistic]
+
+
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("stat", Statistic)
+def test_the_module_takes_given_exactly_for_what_each_rule_needs(sr, rule, stat):
+    keys = put_inputs(sr, 7)
+    call = validate_call(rule, 7, {o.name: 1 for o in RULES[rule].declared if o.required})
+    numbers = np.ones(stat.shape(7)) - np.eye(7)
+    args = [*aggregate_args("d", call, keys), "GIVEN", stat.wire, numbers.tobytes()]
+    if stat in RULES[rule].needs:
+        sr.execute_command(*args)
+    else:
+        assert error_of(sr, *args) == f"rule {rule} does not need {stat.wire}; GIVEN does not apply"

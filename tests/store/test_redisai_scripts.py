@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spirtd.aggregation import RULES, aggregate, krum, trimmed_mean
+from spirtd.aggregation import RULES, Statistic, aggregate, krum, statistic, trimmed_mean
 from spirtd.optim import AdamConfig, SgdConfig, adam_step, sgd_step
 from spirtd.store.redisai import ENTRY_POINT
 from spirtd.store.redisai_scripts import ENTRY_POINTS, SCRIPT
@@ -51,6 +51,7 @@ def test_script_has_every_entry_point_with_redisai_signature(cu):
         "spirt_trimmed_mean",
         "spirt_krum",
         "spirt_multikrum",
+        "spirt_statistic",
         "spirt_sgd",
         "spirt_adam",
     )
@@ -187,6 +188,8 @@ SGD = ["0.1", "0", "0", "0", "0", "0"]
 ADAM = ["0.001", "0.9", "0.999", "1e-08", "0", "0", "0"]
 STEP0 = np.array([0], np.int64)
 WGMVS = ["w", "g", "m", "v", "s"]
+DIST = "pairwise_squared_distances"
+GIVEN = "given:" + DIST
 
 # entry, arrays, args, keys, message (literal)
 SCRIPT_ERRORS = [
@@ -223,6 +226,27 @@ SCRIPT_ERRORS = [
     ("spirt_multikrum", [F] * 1025, ["1", "1"], None,
      "multikrum compares every pair of inputs and takes at most 1024; got 1025"),
     ("spirt_krum", [F] * 5, ["1", "1"], None, "krum takes [1] args; got 2"),
+    ("spirt_krum", [F] * 5 + [np.ones((4, 4))], ["1", GIVEN], None,
+     f"given {DIST} must be float64 of shape [5, 5] for 5 inputs; got float64 [4, 4]"),
+    ("spirt_multikrum", [F] * 5 + [np.ones((5, 5), np.float32)], ["1", GIVEN], None,
+     f"given {DIST} must be float64 of shape [5, 5] for 5 inputs; got float32 [5, 5]"),
+    ("spirt_krum", [F] * 5 + [np.full((5, 5), np.inf)], ["1", GIVEN], None, f"given {DIST} must be finite"),
+    ("spirt_krum", [F, F, F, NAN, F, np.zeros((5, 5))], ["1", GIVEN], None,
+     "input 'k:3' has a non-finite value at element 3"),
+    ("spirt_mean", [F, F, F, np.zeros((3, 3))], [GIVEN], None,
+     f"rule mean does not need {DIST}, but it was given"),
+    ("spirt_trimmed_mean", [F, F, F, np.zeros((3, 3))], ["1", GIVEN], None,
+     f"rule trimmed_mean does not need {DIST}, but it was given"),
+    ("spirt_statistic", [F, F], ["distances"], None,
+     f"unknown statistic 'distances'; known statistics: {DIST}"),
+    ("spirt_statistic", [F, NAN], [DIST], None, "input 'k:1' has a non-finite value at element 3"),
+    ("spirt_statistic", [F, np.zeros(5, np.float32)], [DIST], None,
+     "input 'k:1' is float32 [5] but input 'k:0' is float32 [6]"),
+    ("spirt_statistic", [np.array([1e308]), np.array([-1e308])], [DIST], None,
+     f"{DIST} overflowed: it is not finite although every input is"),
+    ("spirt_statistic", [F] * 1025, [DIST], None,
+     f"{DIST} compares every pair of inputs and takes at most 1024; got 1025"),
+    ("spirt_statistic", [F], [], None, "spirt_statistic takes [1] args; got 0"),
     ("spirt_sgd", [F, NAN], SGD, ["w", "g"],
      "gradient 'g' has a non-finite value at element 3; nothing was written"),
     ("spirt_sgd", [NAN, F], SGD, ["w", "g"], "parameter 'w' has a non-finite value at element 3"),
@@ -261,6 +285,26 @@ SCRIPT_ERRORS = [
 def test_scripts_refuse_bad_inputs_naming_keys(cu, entry, arrays, args, keys, message):
     with pytest.raises((torch.jit.Error, RuntimeError), match=re.escape(message)):
         run(cu, entry, arrays, args, keys)
+
+
+@pytest.mark.parametrize("n", [1, 2, 6])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_script_statistic_like_numpy(cu, n, dtype):
+    inputs = random_inputs(n, n, (3, 5), dtype)
+    (got,) = run(cu, "spirt_statistic", inputs, [DIST])
+    assert got.dtype == np.float64 and got.shape == (n, n)
+    np.testing.assert_allclose(got, statistic(Statistic.PAIRWISE_SQUARED_DISTANCES, inputs), rtol=1e-12)
+
+
+@pytest.mark.parametrize("entry, args", [("spirt_krum", ["1"]), ("spirt_multikrum", ["1", "2"])])
+def test_script_krum_given_its_own_statistic_is_unchanged(cu, entry, args):
+    inputs = random_inputs(3, 6, (11,), np.float32)
+    (dist,) = run(cu, "spirt_statistic", inputs, [DIST])
+    before = dist.copy()
+    plain = run(cu, entry, inputs, args)
+    given = run(cu, entry, [*inputs, dist], [*args, GIVEN])
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(plain, given))
+    assert (dist == before).all()  # the given tensor is not written
 
 
 def test_script_messages_fall_back_to_indices_without_keys(cu):

@@ -1,6 +1,7 @@
 """Every rule of the registry reaches every store backend: the arguments
-the native and RedisAI backends send follow the rule's declarations, and
-the RedisAI script has a function for every rule. (That each backend runs
+the native and RedisAI backends send follow the rule's declarations, the
+RedisAI script has a function for every rule, and takes a statistic given
+exactly where the rule needs it (Rule.needs). (That each backend runs
 every rule correctly: the conformance suite, parametrised by the registry;
 that the native module knows every rule: tests/module/test_aggregate_registry.py.)"""
 
@@ -10,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from spirtd.aggregation import RULES, validate_call
+from spirtd.aggregation import RULES, Statistic, validate_call
 from spirtd.store.native import aggregate_args
+from spirtd.store.redisai_statistics import GIVEN_PREFIX
 from spirtd.store.redisai import ENTRY_POINT, rule_args
 from spirtd.store.redisai_scripts import ENTRY_POINTS, SCRIPT, entry_point
 from tests.aggregation.rule_cases import RULE_CASES
@@ -63,3 +65,28 @@ def test_krum_sends_no_m_and_multikrum_its_default():
     assert rule_args(validate_call("multikrum", 7, {"f": 2})) == ["2", "5"]
 
 
+
+
+@pytest.mark.parametrize("case", RULE_CASES, ids=str)
+@pytest.mark.parametrize("stat", Statistic)
+def test_the_script_takes_given_exactly_for_what_each_rule_needs(cu, case, stat):
+    n = case.min_inputs
+    inputs = [torch.full([3], float(k)) for k in range(n)]
+    numbers = torch.ones(stat.shape(n), dtype=torch.float64) - torch.eye(n, dtype=torch.float64)
+    call = validate_call(case.rule, n, case.options([1.0] * n))
+    args = [*rule_args(call), GIVEN_PREFIX + stat.value]
+    entry = getattr(cu, ENTRY_POINT[case.rule])
+    if stat in RULES[case.rule].needs:
+        entry([*inputs, numbers], [], args)
+    else:
+        with pytest.raises((torch.jit.Error, RuntimeError), match="does not need"):
+            entry([*inputs, numbers], [], args)
+
+
+def test_native_arguments_carry_the_given_statistic_last():
+    call = validate_call("multikrum", 5, {"f": 1})
+    dist = np.arange(25, dtype=np.float64).reshape(5, 5)
+    args = aggregate_args("d", call, list("abcde"), {Statistic.PAIRWISE_SQUARED_DISTANCES: dist})
+    assert args[:-3] == aggregate_args("d", call, list("abcde"))
+    assert args[-3:-1] == ["GIVEN", "PAIRWISE_SQUARED_DISTANCES"]
+    assert np.frombuffer(args[-1], "<f8").tolist() == dist.ravel().tolist()
