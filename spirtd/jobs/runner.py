@@ -239,6 +239,7 @@ class JobRunner:
             key = await peers.agree(self.job_id, r, state, previous, self._data.n_params,
                                     self.keys.scratch(r), self._settings, notes.append, fresh=fresh)  # fmt: skip
             fresh = False
+            self._check_rule_across(key)
             rank = key.participants.index(peers.me)
             if local is None or local[0] != rank:  # another rank computes other minibatches
                 clock.enter(RoundPhase.COMPUTE, self._clock.monotonic())
@@ -277,6 +278,19 @@ class JobRunner:
             participants=key.participants, excluded=excluded, sent_bytes=glob.sent_bytes,
             received_bytes=glob.received_bytes, digest=progress.state,
         )  # fmt: skip
+
+    def _check_rule_across(self, key: AttemptKey) -> None:
+        """The job's rule combines the participants' contributions too: one
+        that cannot take this many (Krum's n >= 2f+3) fails the job, saying so."""
+        n = len(key.participants)
+        if n < 2:
+            return
+        options = with_weights(self._settings.rule, self._settings.options, [1.0] * n)
+        try:
+            validate_call(self._settings.rule, n, options)
+        except AggregationError as exc:
+            raise RoundFailed(f"round {key.round} has {n} participants ({', '.join(key.participants)}), and the "
+                              f"job's rule combines their contributions too: {exc}") from None
 
     async def _local_aggregate(self, r: int, rank: int,
                                clock: RoundClock) -> tuple[LocalAggregate, list[GradientResult], int, int]:  # fmt: skip

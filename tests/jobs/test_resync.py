@@ -118,3 +118,24 @@ async def test_with_only_liars_nothing_of_this_peer_is_replaced(two_stores):
     assert await joiner_store.keys_matching("job:j1:round:2:*") == []  # what the liar sent is gone
     wrong_digest = ResyncNeeded("", 2, "0" * 64, ("good",))  # a source whose proof is not the majority's digest
     assert not await joiner._resync(wrong_digest)
+
+
+async def test_a_rule_that_cannot_combine_this_many_peers_fails_the_job_saying_so(two_stores):
+    class ThreePeers(OnItsOwn):
+        async def agree(self, job, round_number, state, previous, n_elements, scratch, settings, on_note, *,
+                        fresh=False):  # fmt: skip
+            return AttemptKey(round_number, 0, ("a", "b", "c"))
+
+    from spirtd.errors import RoundFailed
+
+    store, clock = two_stores[0], FakeClock()
+
+    async def params():
+        return initial()
+
+    the_spec = spec(minibatches_per_round=5, aggregation={"rule": "krum", "f": 1})
+    krum = JobRunner("j1", the_spec, store, FakeInvoker(store, clock), clock, SHAPE, params, lambda r: None,
+                     peers=ThreePeers())  # fmt: skip
+    await krum.load_or_start()
+    with pytest.raises(RoundFailed, match=r"3 participants .* krum tolerates f faulty inputs only with n >= 2f\+3"):
+        await krum.run_round(0)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18spirt/v1/gradients.proto\x12\x08spirt.v1\"5\n\tTensorRef\x12\x0b\n\x03job\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x04\x12\x0c\n\x04name\x18\x03 \x01(\t\"L\n\x0cTensorHeader\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0e\n\x06nbytes\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"B\n\nAttemptKey\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x04\x12\x14\n\x0cparticipants\x18\x03 \x03(\t\"\x9b\x02\n\x0c\x43ontribution\x12\x0b\n\x03job\x18\x01 \x01(\t\x12!\n\x03key\x18\x02 \x01(\x0b\x32\x14.spirt.v1.AttemptKey\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12+\n\x05stage\x18\x04 \x01(\x0e\x32\x1c.spirt.v1.Contribution.Stage\x12\r\n\x05shard\x18\x05 \x01(\x04\x12\r\n\x05start\x18\x06 \x01(\x04\x12\x12\n\nn_elements\x18\x07 \x01(\x04\x12\x0f\n\x07samples\x18\x08 \x01(\x01\x12\x0c\n\x04loss\x18\t \x01(\x01\x12\x14\n\x0c\x63ontributors\x18\n \x03(\t\"7\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x0b\n\x07SCATTER\x10\x01\x12\n\n\x06GATHER\x10\x02\"\xa3\x01\n\x0bTensorChunk\x12 \n\x03ref\x18\x01 \x01(\x0b\x32\x13.spirt.v1.TensorRef\x12&\n\x06header\x18\x02 \x01(\x0b\x32\x16.spirt.v1.TensorHeader\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12,\n\x0c\x63ontribution\x18\x05 \x01(\x0b\x32\x16.spirt.v1.Contribution\"F\n\x12\x46\x65tchTensorRequest\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12 \n\x03ref\x18\x02 \x01(\x0b\x32\x13.spirt.v1.TensorRef\",\n\x12PushTensorResponse\x12\x16\n\x0ereceived_bytes\x18\x01 \x01(\x04\"\xd6\x01\n\x10\x41greementMessage\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x0b\n\x03job\x18\x02 \x01(\t\x12-\n\x04kind\x18\x03 \x01(\x0e\x32\x1f.spirt.v1.AgreementMessage.Kind\x12!\n\x03key\x18\x04 \x01(\x0b\x32\x14.spirt.v1.AttemptKey\x12\r\n\x05state\x18\x05 \x01(\t\x12\r\n\x05\x61gain\x18\x06 \x01(\x08\"5\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07PROPOSE\x10\x01\x12\n\n\x06REPORT\x10\x02\"\x0e\n\x0c\x41greementAck\"-\n\x0eVersionRequest\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x0b\n\x03job\x18\x02 \x01(\t\"\xa6\x01\n\x0cVersionReply\x12\r\n\x05round\x18\x01 \x01(\x04\x12\r\n\x05state\x18\x02 \x01(\t\x12\x36\n\x08progress\x18\x03 \x03(\x0b\x32$.spirt.v1.VersionReply.ProgressEntry\x12\x0f\n\x07tensors\x18\x04 \x03(\t\x1a/\n\rProgressEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"/\n\x08JobOffer\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x13\n\x0brecord_json\x18\x02 \x01(\t\"\x1e\n\rJobOfferReply\x12\r\n\x05known\x18\x01 \x01(\x08\"(\n\tJobCancel\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x0b\n\x03job\x18\x02 \x01(\t\"\x1f\n\x0eJobCancelReply\x12\r\n\x05phase\x18\x01 \x01(\t\" \n\x0eJobListRequest\x12\x0e\n\x06sender\x18\x01 \x01(\t\"#\n\x0cJobListReply\x12\x13\n\x0brecord_json\x18\x01 \x03(\t2\x97\x02\n\x10GradientExchange\x12\x44\n\x0b\x46\x65tchTensor\x12\x1c.spirt.v1.FetchTensorRequest\x1a\x15.spirt.v1.TensorChunk0\x01\x12\x43\n\nPushTensor\x12\x15.spirt.v1.TensorChunk\x1a\x1c.spirt.v1.PushTensorResponse(\x01\x12;\n\x05\x41gree\x12\x1a.spirt.v1.AgreementMessage\x1a\x16.spirt.v1.AgreementAck\x12;\n\x07Version\x12\x18.spirt.v1.VersionRequest\x1a\x16.spirt.v1.VersionReply2\xb9\x01\n\x0eJobReplication\x12\x34\n\x05Offer\x12\x12.spirt.v1.JobOffer\x1a\x17.spirt.v1.JobOfferReply\x12\x37\n\x06\x43\x61ncel\x12\x13.spirt.v1.JobCancel\x1a\x18.spirt.v1.JobCancelReply\x12\x38\n\x04List\x12\x18.spirt.v1.JobListRequest\x1a\x16.spirt.v1.JobListReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18spirt/v1/gradients.proto\x12\x08spirt.v1\"5\n\tTensorRef\x12\x0b\n\x03job\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x04\x12\x0c\n\x04name\x18\x03 \x01(\t\"L\n\x0cTensorHeader\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0e\n\x06nbytes\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"B\n\nAttemptKey\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x04\x12\x14\n\x0cparticipants\x18\x03 \x03(\t\"\x9b\x02\n\x0c\x43ontribution\x12\x0b\n\x03job\x18\x01 \x01(\t\x12!\n\x03key\x18\x02 \x01(\x0b\x32\x14.spirt.v1.AttemptKey\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12+\n\x05stage\x18\x04 \x01(\x0e\x32\x1c.spirt.v1.Contribution.Stage\x12\r\n\x05shard\x18\x05 \x01(\x04\x12\r\n\x05start\x18\x06 \x01(\x04\x12\x12\n\nn_elements\x18\x07 \x01(\x04\x12\x0f\n\x07samples\x18\x08 \x01(\x01\x12\x0c\n\x04loss\x18\t \x01(\x01\x12\x14\n\x0c\x63ontributors\x18\n \x03(\t\"7\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x0b\n\x07SCATTER\x10\x01\x12\n\n\x06GATHER\x10\x02\"\xa3\x01\n\x0bTensorChunk\x12 \n\x03ref\x18\x01 \x01(\x0b\x32\x13.spirt.v1.TensorRef\x12&\n\x06header\x18\x02 \x01(\x0b\x32\x16.spirt.v1.TensorHeader\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12,\n\x0c\x63ontribution\x18\x05 \x01(\x0b\x32\x16.spirt.v1.Contribution\"F\n\x12\x46\x65tchTensorRequest\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12 \n\x03ref\x18\x02 \x01(\x0b\x32\x13.spirt.v1.TensorRef\",\n\x12PushTensorResponse\x12\x16\n\x0ereceived_bytes\x18\x01 \x01(\x04\"\x93\x02\n\x10\x41greementMessage\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x0b\n\x03job\x18\x02 \x01(\t\x12-\n\x04kind\x18\x03 \x01(\x0e\x32\x1f.spirt.v1.AgreementMessage.Kind\x12!\n\x03key\x18\x04 \x01(\x0b\x32\x14.spirt.v1.AttemptKey\x12\r\n\x05state\x18\x05 \x01(\t\x12\r\n\x05\x61gain\x18\x06 \x01(\x08\x12\r\n\x05shard\x18\x07 \x01(\x04\x12\x11\n\tstatistic\x18\x08 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\t \x01(\x0c\"B\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07PROPOSE\x10\x01\x12\n\n\x06REPORT\x10\x02\x12\x0b\n\x07PARTIAL\x10\x03\"\x0e\n\x0c\x41greementAck\"-\n\x0eVersionRequest\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x0b\n\x03job\x18\x02 \x01(\t\"\xa6\x01\n\x0cVersionReply\x12\r\n\x05round\x18\x01 \x01(\x04\x12\r\n\x05state\x18\x02 \x01(\t\x12\x36\n\x08progress\x18\x03 \x03(\x0b\x32$.spirt.v1.VersionReply.ProgressEntry\x12\x0f\n\x07tensors\x18\x04 \x03(\t\x1a/\n\rProgressEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"/\n\x08JobOffer\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x13\n\x0brecord_json\x18\x02 \x01(\t\"\x1e\n\rJobOfferReply\x12\r\n\x05known\x18\x01 \x01(\x08\"(\n\tJobCancel\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x0b\n\x03job\x18\x02 \x01(\t\"\x1f\n\x0eJobCancelReply\x12\r\n\x05phase\x18\x01 \x01(\t\" \n\x0eJobListRequest\x12\x0e\n\x06sender\x18\x01 \x01(\t\"#\n\x0cJobListReply\x12\x13\n\x0brecord_json\x18\x01 \x03(\t2\x97\x02\n\x10GradientExchange\x12\x44\n\x0b\x46\x65tchTensor\x12\x1c.spirt.v1.FetchTensorRequest\x1a\x15.spirt.v1.TensorChunk0\x01\x12\x43\n\nPushTensor\x12\x15.spirt.v1.TensorChunk\x1a\x1c.spirt.v1.PushTensorResponse(\x01\x12;\n\x05\x41gree\x12\x1a.spirt.v1.AgreementMessage\x1a\x16.spirt.v1.AgreementAck\x12;\n\x07Version\x12\x18.spirt.v1.VersionRequest\x1a\x16.spirt.v1.VersionReply2\xb9\x01\n\x0eJobReplication\x12\x34\n\x05Offer\x12\x12.spirt.v1.JobOffer\x1a\x17.spirt.v1.JobOfferReply\x12\x37\n\x06\x43\x61ncel\x12\x13.spirt.v1.JobCancel\x1a\x18.spirt.v1.JobCancelReply\x12\x38\n\x04List\x12\x18.spirt.v1.JobListRequest\x1a\x16.spirt.v1.JobListReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,31 +50,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PUSHTENSORRESPONSE']._serialized_start=763
   _globals['_PUSHTENSORRESPONSE']._serialized_end=807
   _globals['_AGREEMENTMESSAGE']._serialized_start=810
-  _globals['_AGREEMENTMESSAGE']._serialized_end=1024
-  _globals['_AGREEMENTMESSAGE_KIND']._serialized_start=971
-  _globals['_AGREEMENTMESSAGE_KIND']._serialized_end=1024
-  _globals['_AGREEMENTACK']._serialized_start=1026
-  _globals['_AGREEMENTACK']._serialized_end=1040
-  _globals['_VERSIONREQUEST']._serialized_start=1042
-  _globals['_VERSIONREQUEST']._serialized_end=1087
-  _globals['_VERSIONREPLY']._serialized_start=1090
-  _globals['_VERSIONREPLY']._serialized_end=1256
-  _globals['_VERSIONREPLY_PROGRESSENTRY']._serialized_start=1209
-  _globals['_VERSIONREPLY_PROGRESSENTRY']._serialized_end=1256
-  _globals['_JOBOFFER']._serialized_start=1258
-  _globals['_JOBOFFER']._serialized_end=1305
-  _globals['_JOBOFFERREPLY']._serialized_start=1307
-  _globals['_JOBOFFERREPLY']._serialized_end=1337
-  _globals['_JOBCANCEL']._serialized_start=1339
-  _globals['_JOBCANCEL']._serialized_end=1379
-  _globals['_JOBCANCELREPLY']._serialized_start=1381
-  _globals['_JOBCANCELREPLY']._serialized_end=1412
-  _globals['_JOBLISTREQUEST']._serialized_start=1414
-  _globals['_JOBLISTREQUEST']._serialized_end=1446
-  _globals['_JOBLISTREPLY']._serialized_start=1448
-  _globals['_JOBLISTREPLY']._serialized_end=1483
-  _globals['_GRADIENTEXCHANGE']._serialized_start=1486
-  _globals['_GRADIENTEXCHANGE']._serialized_end=1765
-  _globals['_JOBREPLICATION']._serialized_start=1768
-  _globals['_JOBREPLICATION']._serialized_end=1953
+  _globals['_AGREEMENTMESSAGE']._serialized_end=1085
+  _globals['_AGREEMENTMESSAGE_KIND']._serialized_start=1019
+  _globals['_AGREEMENTMESSAGE_KIND']._serialized_end=1085
+  _globals['_AGREEMENTACK']._serialized_start=1087
+  _globals['_AGREEMENTACK']._serialized_end=1101
+  _globals['_VERSIONREQUEST']._serialized_start=1103
+  _globals['_VERSIONREQUEST']._serialized_end=1148
+  _globals['_VERSIONREPLY']._serialized_start=1151
+  _globals['_VERSIONREPLY']._serialized_end=1317
+  _globals['_VERSIONREPLY_PROGRESSENTRY']._serialized_start=1270
+  _globals['_VERSIONREPLY_PROGRESSENTRY']._serialized_end=1317
+  _globals['_JOBOFFER']._serialized_start=1319
+  _globals['_JOBOFFER']._serialized_end=1366
+  _globals['_JOBOFFERREPLY']._serialized_start=1368
+  _globals['_JOBOFFERREPLY']._serialized_end=1398
+  _globals['_JOBCANCEL']._serialized_start=1400
+  _globals['_JOBCANCEL']._serialized_end=1440
+  _globals['_JOBCANCELREPLY']._serialized_start=1442
+  _globals['_JOBCANCELREPLY']._serialized_end=1473
+  _globals['_JOBLISTREQUEST']._serialized_start=1475
+  _globals['_JOBLISTREQUEST']._serialized_end=1507
+  _globals['_JOBLISTREPLY']._serialized_start=1509
+  _globals['_JOBLISTREPLY']._serialized_end=1544
+  _globals['_GRADIENTEXCHANGE']._serialized_start=1547
+  _globals['_GRADIENTEXCHANGE']._serialized_end=1826
+  _globals['_JOBREPLICATION']._serialized_start=1829
+  _globals['_JOBREPLICATION']._serialized_end=2014
 # @@protoc_insertion_point(module_scope)

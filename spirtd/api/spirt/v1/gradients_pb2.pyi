@@ -100,28 +100,36 @@ class PushTensorResponse(_message.Message):
     def __init__(self, received_bytes: _Optional[int] = ...) -> None: ...
 
 class AgreementMessage(_message.Message):
-    __slots__ = ("sender", "job", "kind", "key", "state", "again")
+    __slots__ = ("sender", "job", "kind", "key", "state", "again", "shard", "statistic", "data")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[AgreementMessage.Kind]
         PROPOSE: _ClassVar[AgreementMessage.Kind]
         REPORT: _ClassVar[AgreementMessage.Kind]
+        PARTIAL: _ClassVar[AgreementMessage.Kind]
     KIND_UNSPECIFIED: AgreementMessage.Kind
     PROPOSE: AgreementMessage.Kind
     REPORT: AgreementMessage.Kind
+    PARTIAL: AgreementMessage.Kind
     SENDER_FIELD_NUMBER: _ClassVar[int]
     JOB_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     AGAIN_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    STATISTIC_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
     sender: str
     job: str
     kind: AgreementMessage.Kind
     key: AttemptKey
     state: str
     again: bool
-    def __init__(self, sender: _Optional[str] = ..., job: _Optional[str] = ..., kind: _Optional[_Union[AgreementMessage.Kind, str]] = ..., key: _Optional[_Union[AttemptKey, _Mapping]] = ..., state: _Optional[str] = ..., again: _Optional[bool] = ...) -> None: ...
+    shard: int
+    statistic: str
+    data: bytes
+    def __init__(self, sender: _Optional[str] = ..., job: _Optional[str] = ..., kind: _Optional[_Union[AgreementMessage.Kind, str]] = ..., key: _Optional[_Union[AttemptKey, _Mapping]] = ..., state: _Optional[str] = ..., again: _Optional[bool] = ..., shard: _Optional[int] = ..., statistic: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class AgreementAck(_message.Message):
     __slots__ = ()
