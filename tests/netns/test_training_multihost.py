@@ -28,13 +28,9 @@ JOB_S = 120.0
 # A job long enough to kill, restart and cut a peer in its course (a round
 # takes about 0.1 s; a restarted peer's workers take 10 to 15 s to start); deadlines
 # that bound a round with a dead peer.
-SPEC = DIGITS.format(epochs=1, timeout=30, mode="warm").replace("epochs = 1", "rounds = 400") + """
-[peers]
-deadline_floor_s = 2
-deadline_ceiling_s = 10
-propose_timeout_s = 3
-report_timeout_s = 10
-"""
+PEERS_TABLE = {"deadline_floor_s": 2, "deadline_ceiling_s": 10, "propose_timeout_s": 3, "report_timeout_s": 10}
+SPEC = DIGITS.format(epochs=1, timeout=30, mode="warm").replace("epochs = 1", "rounds = 400") + "\n[peers]\n" + \
+    "".join(f"{k} = {v}\n" for k, v in PEERS_TABLE.items())  # fmt: skip
 TERMINAL = ("succeeded", "stopped_early", "failed", "cancelled")
 
 
@@ -119,55 +115,51 @@ def finals(hosts, certs, job_id) -> list[dict] | None:
     return found if all(f.get("state") in TERMINAL for f in found) else None
 
 
-def test_a_peer_sigkilled_mid_round_then_restarted_the_job_completes_with_one_model(netns_cluster, cluster_certs,
-                                                                                    short_tmp):  # fmt: skip
+def test_a_peer_cut_off_then_healed_and_a_peer_sigkilled_then_restarted_one_job_one_model(
+        netns_cluster, cluster_certs, short_tmp):  # fmt: skip
+    """One job on three hosts: peer2 is cut off (alone it is no quorum: it
+    trains nothing while the others go on), healed (it takes their version
+    and trains again); then peer1 is SIGKILLed mid-round (every peer owns a
+    shard) and restarted (it does the same). The job completes, every peer
+    with the same model, and no round outlasts its deadlines."""
     cluster = netns_cluster(n=3)
     certs = cluster_certs(cluster.hosts)
     daemons = start_cluster(cluster, certs, short_tmp)
     try:
-        killed_and_restarted(cluster, certs, short_tmp, daemons)
+        faults(cluster, certs, short_tmp, daemons)
     finally:
         dump(daemons)
 
 
-def killed_and_restarted(cluster, certs, short_tmp, daemons) -> None:
-    first, _, victim = cluster.hosts
+def faults(cluster, certs, short_tmp, daemons) -> None:
+    first, killed, cut = cluster.hosts
     job_id = submit(first, certs, short_tmp)
-    wait_for(lambda: at_round(victim, certs, job_id, 2), JOB_S, what="round 2 on the victim")
-    daemons[2].kill()  # mid-round: every peer owns a shard
-    killed_at = status(first, certs, job_id)["round"]
-    daemons[2].start()  # back with the state of an older round: it takes the majority's, and trains again
-    ended = wait_for(lambda: finals(cluster.hosts, certs, job_id), JOB_S, what="the job ending on every peer")
-    assert [f["state"] for f in ended] == ["succeeded"] * 3, ended
-    assert len({f["digest"] for f in ended}) == 1, ended
-    assert min(f["test_accuracy"] for f in ended) >= 0.85
-    events = [json.loads(line) for line in ctl(victim, certs, "watch", job_id, "--json").stdout.splitlines()]
-    back = [e for e in events if e["round"] > killed_at + 2 and len(e["participants"]) == 3]
-    assert back, "the restarted peer never trained in a round again"
-    survivors = [json.loads(line) for line in ctl(first, certs, "watch", job_id, "--json").stdout.splitlines()]
-    without = [e for e in survivors if e["participants"] and len(e["participants"]) == 2]
-    assert without and all(e["digest"] for e in without)  # rounds went on without the dead peer
-
-
-def test_a_peer_cut_off_stops_for_lack_of_quorum_and_rejoins_when_healed(netns_cluster, cluster_certs, short_tmp):
-    cluster = netns_cluster(n=3)
-    certs = cluster_certs(cluster.hosts)
-    daemons = start_cluster(cluster, certs, short_tmp)
-    try:
-        cut_and_healed(cluster, certs, short_tmp)
-    finally:
-        dump(daemons)
-
-
-def cut_and_healed(cluster, certs, short_tmp) -> None:
-    first, _, cut = cluster.hosts
-    job_id = submit(first, certs, short_tmp, rounds=200)
     wait_for(lambda: at_round(cut, certs, job_id, 3), JOB_S, what="round 3 on the peer to be cut off")
     cut.disconnect()
     stuck_at = status(cut, certs, job_id)["round"]
     wait_for(lambda: at_round(first, certs, job_id, stuck_at + 4), JOB_S, what="the majority going on")
     assert status(cut, certs, job_id)["round"] <= stuck_at + 1  # alone it is no quorum: it trains nothing
     cut.reconnect()
+    healed_at = status(first, certs, job_id)["round"]
+    wait_for(lambda: at_round(cut, certs, job_id, healed_at + 2), JOB_S, what="the healed peer training again")
+
+    daemons[1].kill()  # mid-round: rounds follow each other without a pause
+    killed_at = status(first, certs, job_id)["round"]
+    daemons[1].start()  # back with the state of an older round: it takes the majority's, and trains again
     ended = wait_for(lambda: finals(cluster.hosts, certs, job_id), JOB_S, what="the job ending on every peer")
     assert [f["state"] for f in ended] == ["succeeded"] * 3, ended
     assert len({f["digest"] for f in ended}) == 1, ended
+    assert min(f["test_accuracy"] for f in ended) >= 0.85
+
+    def events(host) -> list[dict]:
+        return [json.loads(line) for line in ctl(host, certs, "watch", job_id, "--json").stdout.splitlines()]
+
+    for host, back_from in ((cut, healed_at), (killed, killed_at)):
+        again = [e for e in events(host) if e["round"] > back_from and len(e["participants"]) == 3]
+        assert again, f"{host} never trained in a round again"
+    rounds = [e for e in events(first) if e["participants"]]
+    assert any(len(e["participants"]) == 2 for e in rounds)  # rounds went on without the lost peer
+    # A round waits at most for its proposals, parts and results, and reports, with a retry.
+    bound = 2 * (PEERS_TABLE["propose_timeout_s"] + 2 * PEERS_TABLE["deadline_ceiling_s"]
+                 + PEERS_TABLE["report_timeout_s"])  # fmt: skip
+    assert max(sum(e["phase_s"].values()) for e in rounds) < bound
