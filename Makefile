@@ -8,7 +8,7 @@ TORCH_PIN := torch==2.13.0
 NATIVE_SRC := $(wildcard spirtd/_native/*.c spirtd/_native/*.h)
 STAMP := $(VENV)/.installed
 
-.PHONY: test venv module asan test-asan bench proto docs clean
+.PHONY: test test-faults venv module asan test-asan bench proto docs clean
 
 venv: $(STAMP)
 
@@ -25,8 +25,12 @@ module: $(STAMP)
 # Every test, then the module's tests once more under AddressSanitizer.
 # Under CI (CI=true, as root) the multi-host tests must run, never skip.
 test: $(STAMP)
-	SPIRTD_REQUIRE_NETNS=$${CI:+1} $(BIN)/python -m pytest -q
+	SPIRTD_REQUIRE_NETNS=$${CI:+1} $(BIN)/python -m pytest -q -m "not faults_across_hosts"
 	$(MAKE) --no-print-directory test-asan
+
+# A whole job on three hosts through a partition and a SIGKILL (100 s; see pyproject.toml).
+test-faults: $(STAMP)
+	SPIRTD_REQUIRE_NETNS=1 $(BIN)/python -m pytest -q -m faults_across_hosts
 
 # The module's tests once more, against a build with AddressSanitizer.
 ASAN_MODULE := build/asan/spirt_redis.so

@@ -10,6 +10,8 @@ import signal
 import subprocess
 from dataclasses import dataclass
 
+import pytest
+
 from tests.daemon.peers import SPIRTCTL, SPIRTD
 from tests.jobs.jobs import DIGITS
 from tests.netns.harness import wait_for
@@ -115,6 +117,7 @@ def finals(hosts, certs, job_id) -> list[dict] | None:
     return found if all(f.get("state") in TERMINAL for f in found) else None
 
 
+@pytest.mark.faults_across_hosts
 def test_a_peer_cut_off_then_healed_and_a_peer_sigkilled_then_restarted_one_job_one_model(
         netns_cluster, cluster_certs, short_tmp):  # fmt: skip
     """One job on three hosts: peer2 is cut off (alone it is no quorum: it
