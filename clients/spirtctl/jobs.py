@@ -42,6 +42,7 @@ def status_dict(s: control_pb2.JobStatusResponse) -> dict[str, Any]:
         "total_rounds": s.total_rounds, "digest": s.digest, "error": s.error, "elapsed_s": round(s.elapsed_s, 3),
         "model": s.model, "dataset": s.dataset, "minibatches_retried": s.minibatches_retried,
         "minibatches_dropped": s.minibatches_dropped, "owner": s.owner, "participants": list(s.participants),
+        "participant_digests": dict(s.participant_digests),
     }  # fmt: skip
     for name in ("loss", "accuracy", "val_loss", "test_accuracy"):
         out[name] = _optional(s, name)
@@ -58,6 +59,9 @@ def print_status(s: control_pb2.JobStatusResponse) -> None:
         print(f"  owner {s.owner}")
     if s.participants:
         print(f"  peers {', '.join(s.participants)} (the last round's participants)")
+    if s.participant_digests:  # the cluster's view: what each of them holds
+        for peer in s.participants:
+            print(f"    {peer} digest {s.participant_digests.get(peer, '(not heard from)')[:16]}")
     if s.digest:
         print(f"  model digest {s.digest}")
     if s.error:
@@ -164,7 +168,7 @@ def event_dict(e: control_pb2.RoundEvent) -> dict[str, Any]:
            "phase_s": dict(e.phase_s), "minibatches": e.minibatches, "retried": e.retried,
            "dropped": e.dropped, "message": e.message, "participants": list(e.participants),
            "excluded": dict(e.excluded), "sent_bytes": e.sent_bytes, "received_bytes": e.received_bytes,
-           "digest": e.digest}  # fmt: skip
+           "digest": e.digest, "participant_digests": dict(e.participant_digests)}  # fmt: skip
     for name in ("loss", "accuracy", "val_loss"):
         out[name] = _optional(e, name)
     return out

@@ -64,7 +64,7 @@ def round_event(job_id: str, r: RoundReport) -> control_pb2.RoundEvent:
         job_id=job_id, round=r.round, total_rounds=r.total_rounds, phase_s=r.phase_s,
         minibatches=r.minibatches, retried=r.retried, dropped=r.dropped, state=PHASE_TO_WIRE[r.phase],
         message=r.message, participants=list(r.participants), excluded=r.excluded, sent_bytes=r.sent_bytes,
-        received_bytes=r.received_bytes, digest=r.digest,
+        received_bytes=r.received_bytes, digest=r.digest, participant_digests=r.digests,
     )  # fmt: skip
     for name, value in (("loss", r.loss), ("accuracy", r.accuracy), ("val_loss", r.val_loss)):
         if _finite(value) is not None:
@@ -158,6 +158,7 @@ class JobControl:
             model=job.spec.model.name if job.spec else "", dataset=job.spec.dataset.name if job.spec else "",
             minibatches_retried=snap.retried, minibatches_dropped=snap.dropped, owner=record.owner,
             participants=list(job.progress.participants) or [self._node.id], name=job.spec.name if job.spec else "",
+            participant_digests=job.progress.digests,
         )  # fmt: skip
         for name, value in (("loss", snap.loss), ("accuracy", snap.accuracy), ("val_loss", snap.val_loss),
                             ("test_accuracy", record.test_accuracy)):  # fmt: skip

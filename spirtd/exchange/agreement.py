@@ -69,11 +69,13 @@ class WaitingForQuorum:
 @dataclass(frozen=True)
 class Committed:
     """The round's new version has digest `state`, and `supporters` (a strict
-    majority of the attempt's participants) reported holding it."""
+    majority of the attempt's participants) reported holding it; `heard` is
+    each participant's digest as far as this peer heard it by then."""
 
     key: AttemptKey
     state: str
     supporters: tuple[str, ...]
+    heard: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -194,7 +196,7 @@ class RoundAgreement:
         for early in self._early.get(r.number + 1, {}).values():
             if isinstance(early, Propose) and early.state == state:
                 self.phase, self._deadline, r.committed = AgreementPhase.DONE, None, True
-                return [*sent, Committed(r.key, state, (early.sender,))]
+                return [*sent, self._committed(r, state, (early.sender,))]
         return [*sent, *self._check_reports(r)]
 
     def work_failed(self, reason: str, now: float) -> list[Effect]:
@@ -317,7 +319,7 @@ class RoundAgreement:
         attempt's abort) when the proposer is one of its participants."""
         if self.phase is AgreementPhase.REPORTING and m.key.round == r.number + 1 and m.state == r.new_state:
             self.phase, self._deadline, r.committed = AgreementPhase.DONE, None, True
-            return [Committed(r.voted, r.new_state, (m.sender,))]
+            return [self._committed(r, r.new_state, (m.sender,))]
         r.newer.setdefault((m.key.round, m.state), set()).add(m.sender)
         # This peer never vouches for itself: a majority of the others named.
         r.newer_sizes[(m.key.round, m.state)] = len(set(m.key.participants) - {self.me})
@@ -409,9 +411,17 @@ class RoundAgreement:
                 self.phase, self._deadline = AgreementPhase.DONE, None
                 if key == r.voted and state == r.new_state:
                     r.committed = True
-                    return [Committed(key, state, tuple(sorted(senders)))]
+                    return [self._committed(r, state, tuple(sorted(senders)))]
                 return [Resync(r.number + 1, state, tuple(sorted(senders)))]
         return []
+
+    @staticmethod
+    def _committed(r: _Round, state: str, supporters: tuple[str, ...]) -> Committed:
+        """The vote commits: supporters vouch for state (a proposal of the
+        next round from it vouches as a report does)."""
+        heard = {sender: report.state for sender, report in r.reports.get(r.voted, {}).items()}
+        heard.update((s, state) for s in supporters)
+        return Committed(r.voted, state, supporters, tuple(sorted(heard.items())))
 
     def _to_others(self, key: AttemptKey, message: Message) -> list[Effect]:
         return [Send(p, message) for p in key.participants if p != self.me]

@@ -5,7 +5,7 @@ calls per round (a JobRunner's RoundPeers):
 
     key = await peers.agree(job, r, state, previous, n_elements, scratch, settings)
     glob = await peers.exchange(job, key, local)      # AttemptFailed: agree again
-    supporters = await peers.commit(job, key, new_state)  # ResyncNeeded: fetch the majority's state
+    digests = await peers.commit(job, key, new_state)  # ResyncNeeded: fetch the majority's state
 
 Everything the protocol decides is in agreement.py (when an attempt is
 agreed, aborted, committed) and attempt.py (what travels, what is kept).
@@ -134,16 +134,17 @@ class ExchangeDriver:
         history.extend(attempt.arrivals_s)
         return result
 
-    async def commit(self, job: str, key: AttemptKey, state: str) -> tuple[str, ...]:
-        """Reports the new version's digest; returns the majority that holds
-        it. AttemptFailed when the vote was let go, ResyncNeeded when a
+    async def commit(self, job: str, key: AttemptKey, state: str) -> dict[str, str]:
+        """Reports the new version's digest; returns each participant's
+        digest heard by the time a majority held this one (the others are
+        missing). AttemptFailed when the vote was let go, ResyncNeeded when a
         majority holds another."""
         session = self._session(job, key)
         self._apply(session, session.machine.updated(state, self._clock.monotonic()))
         while True:
             effect = await session.outcomes.get()
             if isinstance(effect, ag.Committed) and effect.key == key:
-                return effect.supporters
+                return dict(effect.heard)
             if isinstance(effect, ag.Resync):
                 raise self._resync(job, effect)
             if isinstance(effect, ag.Aborted) and effect.key == key:

@@ -5,6 +5,7 @@ its round events. No I/O, no clock."""
 from __future__ import annotations
 
 import enum
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -85,6 +86,7 @@ class Progress:
     participants: tuple[str, ...] = ()
     state: str = ""
     proof: str = ""  # what state is the SHA-256 of (runner.state_proof)
+    digests: dict[str, str] = field(default_factory=dict)  # participant -> its digest of the version, as heard
 
     def at(self, per_round: int) -> int:
         """The global minibatch position the next round starts at."""
@@ -94,7 +96,7 @@ class Progress:
         out = {"round": str(self.round), "loss": repr(self.loss), "best_val_loss": repr(self.patience.best),
                "bad_evaluations": str(self.patience.bad_evaluations), "retried": str(self.retried),
                "dropped": str(self.dropped), "participants": ",".join(self.participants),
-               "state": self.state, "proof": self.proof}  # fmt: skip
+               "state": self.state, "proof": self.proof, "digests": json.dumps(self.digests, sort_keys=True)}  # fmt: skip
         if self.position is not None:
             out["position"] = str(self.position)
         if self.accuracy is not None:
@@ -119,7 +121,16 @@ class Progress:
             participants=tuple(p for p in get.get("participants", "").split(",") if p),
             state=get.get("state", ""),
             proof=get.get("proof", ""),
+            digests=_digests(get.get("digests", "{}")),
         )
+
+
+def _digests(text: str) -> dict[str, str]:
+    """ValueError unless text is a JSON object of strings."""
+    found = json.loads(text)
+    if not isinstance(found, dict) or not all(isinstance(v, str) for v in found.values()):
+        raise ValueError(f"digests is not an object of strings: {text[:60]!r}")
+    return found
 
 
 @dataclass
@@ -143,3 +154,4 @@ class RoundReport:
     sent_bytes: int = 0
     received_bytes: int = 0
     digest: str = ""
+    digests: dict[str, str] = field(default_factory=dict)  # participant -> its digest, as heard

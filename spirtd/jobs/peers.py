@@ -4,7 +4,7 @@ one-peer case, which needs nobody.
 
     key = await peers.agree(job, r, state, previous, n_elements, scratch, settings, on_note)
     glob = await peers.exchange(job, key, local)          # AttemptFailed: agree again
-    supporters = await peers.commit(job, key, new_state)  # ResyncNeeded: fetch the majority's version
+    digests = await peers.commit(job, key, new_state)     # ResyncNeeded: fetch the majority's version
     fields = await peers.fetch(job, source, round, land)  # that version's tensors, landed in the store
 """
 
@@ -28,7 +28,8 @@ class RoundPeers(Protocol):
 
     async def exchange(self, job: str, key: AttemptKey, local: LocalAggregate) -> GlobalAggregate: ...
 
-    async def commit(self, job: str, key: AttemptKey, state: str) -> tuple[str, ...]: ...
+    async def commit(self, job: str, key: AttemptKey, state: str) -> dict[str, str]:
+        """Each participant's digest of the new version, as heard."""
 
     async def fetch(self, job: str, source: str, round_number: int,
                     land: Callable[[str], Awaitable[str]]) -> dict[str, str]: ...  # fmt: skip
@@ -52,8 +53,8 @@ class SoloPeers:
     async def exchange(self, job: str, key: AttemptKey, local: LocalAggregate) -> GlobalAggregate:
         return GlobalAggregate(local.key, local.samples, local.loss, ((self.me,),), 0, 0)
 
-    async def commit(self, job: str, key: AttemptKey, state: str) -> tuple[str, ...]:
-        return (self.me,)
+    async def commit(self, job: str, key: AttemptKey, state: str) -> dict[str, str]:
+        return {self.me: state}
 
     async def fetch(self, job, source, round_number, land) -> dict[str, str]:
         raise RoundFailed("a peer on its own has nobody to fetch a version from")  # never asked: it never resyncs

@@ -174,6 +174,7 @@ class JobRunner:
                 _log.error("job %s: round %d from %s refused: %s", self.job_id, want.round, source, refusal,
                            extra={"job": self.job_id, "peer": source})  # fmt: skip
                 continue
+            progress.digests = {**progress.digests, **{s: want.state for s in want.sources}}
             await self._install(want.round, landed, progress)
             _log.info("job %s: took round %d (digest %s) from %s", self.job_id, want.round, want.state[:16], source,
                       extra={"job": self.job_id, "round": want.round})  # fmt: skip
@@ -197,6 +198,7 @@ class JobRunner:
             if held != named.get(name) and not (ended and held is None and name != "params"):
                 return f"its tensor {name} has digest {str(held)[:16]}, the proof names {named.get(name, 'none')[:16]}"
         return None
+
     async def _install(self, version: int, landed: dict[str, str], progress: Progress) -> None:
         for name, key in zip(VERSION_TENSORS, self.keys.version(version)):
             await self._store.delete(key)
@@ -257,7 +259,8 @@ class JobRunner:
                     progress.state = hashlib.sha256(progress.proof.encode()).hexdigest()
                 if not peers.solo:
                     clock.enter(RoundPhase.AGREE, self._clock.monotonic())
-                await peers.commit(self.job_id, key, progress.state)
+                heard = await peers.commit(self.job_id, key, progress.state)
+                progress.digests = heard if not peers.solo else {}
                 break
             except AttemptFailed as exc:
                 notes.append(str(exc))
@@ -276,7 +279,7 @@ class JobRunner:
             accuracy=progress.accuracy, val_loss=progress.val_loss, phase_s=clock.phase_s(),
             minibatches=len(results), retried=retried, dropped=dropped, message="; ".join(notes[-3:]),
             participants=key.participants, excluded=excluded, sent_bytes=glob.sent_bytes,
-            received_bytes=glob.received_bytes, digest=progress.state,
+            received_bytes=glob.received_bytes, digest=progress.state, digests=progress.digests,
         )  # fmt: skip
 
     def _check_rule_across(self, key: AttemptKey) -> None:

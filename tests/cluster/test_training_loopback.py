@@ -54,6 +54,9 @@ async def test_three_peers_train_digits_together_with_identical_digests(peers, c
         assert final["state"] == "succeeded", final
         assert final["test_accuracy"] >= 0.90
     assert len({f["digest"] for f in finals}) == 1  # bit-identical models
+    for final in finals:  # the cluster's view at every peer: each participant's digest of the last round, alike
+        heard = final["participant_digests"]
+        assert len(heard) >= 2 and set(heard) <= set(final["participants"]) and len(set(heard.values())) == 1
     rounds = [{e.round: e for e in history if e.participants} for history in histories]
     assert len(rounds[0]) >= 20
     # A peer that starts the job late (it loads its data and workers) may be
@@ -65,5 +68,6 @@ async def test_three_peers_train_digits_together_with_identical_digests(peers, c
         reported = [peer for peer in rounds if r in peer]
         assert len({peer[r].digest for peer in reported}) == 1
         for peer in reported:
+            assert set(peer[r].participant_digests.values()) == {peer[r].digest}
             assert abs(peer[r].sent_bytes - want) <= 0.1 * want and abs(peer[r].received_bytes - want) <= 0.1 * want
             assert set(peer[r].phase_s) >= {"propose", "compute", "aggregate", "exchange", "update", "agree"}

@@ -105,6 +105,8 @@ def test_peers_that_see_each_other_agree_and_commit_the_same_digest():
         (committed,) = net.of(peer, Committed)
         assert committed.key == net.machines["a"].key and committed.state == "s4"
         assert len(committed.supporters) >= 2  # a strict majority of the three
+        heard = dict(committed.heard)  # the digests it heard: its own, its supporters', all alike
+        assert {peer, *committed.supporters} <= set(heard) <= {"a", "b", "c"} and set(heard.values()) == {"s4"}
 
 
 def test_a_single_peer_agrees_with_itself():

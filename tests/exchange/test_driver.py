@@ -98,8 +98,8 @@ async def one_round(cluster: Cluster, peers, samples, *, before_exchange=None, s
                 glob = await d.exchange("j1", key, LocalAggregate(f"local:{name}", samples[name], 1.0 + i))
                 out = np.array(await store.get(glob.key))
                 state = hashlib.sha256(out.tobytes()).hexdigest()
-                supporters = await d.commit("j1", key, state)
-                return key, glob, out, supporters
+                digests = await d.commit("j1", key, state)
+                return key, glob, out, digests
             except AttemptFailed:
                 continue
 
@@ -131,7 +131,10 @@ async def test_three_peers_reduce_scatter_and_all_gather_the_weighted_mean(store
     for n in names:  # payload bytes each way: 2 (n-1)/n M 4, give or take a shard's rounding
         assert abs(net.sent_bytes[n] - exchange_bytes(3, M)) <= 4 * 4
         assert abs(net.received_bytes[n] - exchange_bytes(3, M)) <= 4 * 4
-    assert len(results["a"][3]) >= 2 and set(results["a"][3]) <= set(names)
+    state = hashlib.sha256(outs[0].tobytes()).hexdigest()
+    for n in names:  # each peer heard a majority's digests (its own among them), all of the one model
+        heard = results[n][3]
+        assert len(heard) >= 2 and n in heard and set(heard) <= set(names) and set(heard.values()) == {state}
 
 
 async def test_a_peer_dead_before_the_exchange_is_left_out_by_the_next_attempt(stores):

@@ -13,6 +13,7 @@ from spirtd.clock import FakeClock
 from spirtd.errors import ResyncNeeded
 from spirtd.exchange.attempt import GlobalAggregate
 from spirtd.exchange.messages import AttemptKey
+from spirtd.jobs.jobstate import Progress
 from spirtd.jobs.keys import VERSION_TENSORS, JobKeys
 from spirtd.jobs.runner import JobRunner
 from spirtd.store import connect
@@ -32,7 +33,7 @@ class OnItsOwn:
         return GlobalAggregate(local.key, local.samples, local.loss, (("a",),), 0, 0)
 
     async def commit(self, job, key, state):
-        return ("a",)
+        return {"a": state}
 
     def end(self, job):
         pass
@@ -98,6 +99,10 @@ async def test_a_lying_source_is_refused_and_the_next_ones_version_is_taken(two_
     assert await joiner._resync(want)
     assert sources.asked == ["liar", "good"]
     assert joiner.progress.round == 2 and joiner.progress.state == donor.progress.state
+    # Its view of the cluster: the donor's (as the donor heard it), and the majority that vouched for the version.
+    assert joiner.progress.digests == {"a": donor.progress.state, "liar": donor.progress.state,
+                                       "good": donor.progress.state}  # fmt: skip
+    assert Progress.from_hash(await joiner_store.read_fields(JobKeys("j1").state)).digests == joiner.progress.digests
     for key in JobKeys("j1").version(2):
         if await donor_store.exists(key):
             assert await joiner_store.digest(key) == await donor_store.digest(key)

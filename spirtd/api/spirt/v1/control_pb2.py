@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from spirtd.api.spirt.v1 import membership_pb2 as spirt_dot_v1_dot_membership__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16spirt/v1/control.proto\x12\x08spirt.v1\x1a\x19spirt/v1/membership.proto\"\x0f\n\rStatusRequest\"\x92\x02\n\x0eStatusResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x10\n\x08uptime_s\x18\x03 \x01(\x01\x12\x15\n\rstore_backend\x18\x04 \x01(\t\x12\x14\n\x0cmember_count\x18\x05 \x01(\r\x12\x13\n\x0b\x61live_count\x18\x06 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x07 \x01(\t\x12\x13\n\x0bincarnation\x18\x08 \x01(\x04\x12\x38\n\x08\x63ounters\x18\t \x03(\x0b\x32&.spirt.v1.StatusResponse.CountersEntry\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x89\x01\n\nMemberInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.spirt.v1.MemberState\x12\x13\n\x0bincarnation\x18\x04 \x01(\x04\x12\x0e\n\x06rtt_ms\x18\x05 \x01(\x01\x12\x13\n\x0bstate_age_s\x18\x06 \x01(\x01\"\x10\n\x0eMembersRequest\"8\n\x0fMembersResponse\x12%\n\x07members\x18\x01 \x03(\x0b\x32\x14.spirt.v1.MemberInfo\"\xcd\x01\n\x0fMembershipEvent\x12,\n\x04kind\x18\x01 \x01(\x0e\x32\x1e.spirt.v1.MembershipEvent.Kind\x12$\n\x06member\x18\x02 \x01(\x0b\x32\x14.spirt.v1.MemberInfo\x12\x11\n\ttime_unix\x18\x03 \x01(\x01\"S\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x08\n\x04JOIN\x10\x01\x12\x0b\n\x07SUSPECT\x10\x02\x12\t\n\x05\x41LIVE\x10\x03\x12\x08\n\x04\x44\x45\x41\x44\x10\x04\x12\t\n\x05LEAVE\x10\x05\"1\n\x16WatchMembershipRequest\x12\x17\n\x0finclude_current\x18\x01 \x01(\x08\"0\n\x10SubmitJobRequest\x12\x0c\n\x04spec\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"#\n\x11SubmitJobResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\"\n\x10JobStatusRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xbc\x03\n\x11JobStatusResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.spirt.v1.JobState\x12\r\n\x05round\x18\x03 \x01(\x04\x12\x14\n\x0ctotal_rounds\x18\x04 \x01(\x04\x12\x11\n\x04loss\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\x08\x61\x63\x63uracy\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x15\n\x08val_loss\x18\x07 \x01(\x01H\x02\x88\x01\x01\x12\x1a\n\rtest_accuracy\x18\x08 \x01(\x01H\x03\x88\x01\x01\x12\x0e\n\x06\x64igest\x18\t \x01(\t\x12\r\n\x05\x65rror\x18\n \x01(\t\x12\x11\n\telapsed_s\x18\x0b \x01(\x01\x12\r\n\x05model\x18\x0c \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\r \x01(\t\x12\x1b\n\x13minibatches_retried\x18\x0e \x01(\x04\x12\x1b\n\x13minibatches_dropped\x18\x0f \x01(\x04\x12\r\n\x05owner\x18\x10 \x01(\t\x12\x14\n\x0cparticipants\x18\x11 \x03(\t\x12\x0c\n\x04name\x18\x12 \x01(\tB\x07\n\x05_lossB\x0b\n\t_accuracyB\x0b\n\t_val_lossB\x10\n\x0e_test_accuracy\"\x11\n\x0fListJobsRequest\"\xdc\x01\n\nJobSummary\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.spirt.v1.JobState\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x05 \x01(\t\x12\r\n\x05round\x18\x06 \x01(\x04\x12\x14\n\x0ctotal_rounds\x18\x07 \x01(\x04\x12\r\n\x05owner\x18\x08 \x01(\t\x12\x16\n\x0esubmitted_unix\x18\t \x01(\x01\x12\x12\n\nmodel_kept\x18\n \x01(\x08\x12\r\n\x05\x65rror\x18\x0b \x01(\t\"6\n\x10ListJobsResponse\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.spirt.v1.JobSummary\"\"\n\x10\x44\x65leteJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x13\n\x11\x44\x65leteJobResponse\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xab\x04\n\nRoundEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x04\x12\x14\n\x0ctotal_rounds\x18\x03 \x01(\x04\x12\x11\n\x04loss\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\x08\x61\x63\x63uracy\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x15\n\x08val_loss\x18\x06 \x01(\x01H\x02\x88\x01\x01\x12\x31\n\x07phase_s\x18\x07 \x03(\x0b\x32 .spirt.v1.RoundEvent.PhaseSEntry\x12\x13\n\x0bminibatches\x18\x08 \x01(\r\x12\x0f\n\x07retried\x18\t \x01(\r\x12\x0f\n\x07\x64ropped\x18\n \x01(\r\x12!\n\x05state\x18\x0b \x01(\x0e\x32\x12.spirt.v1.JobState\x12\x0f\n\x07message\x18\x0c \x01(\t\x12\x14\n\x0cparticipants\x18\r \x03(\t\x12\x34\n\x08\x65xcluded\x18\x0e \x03(\x0b\x32\".spirt.v1.RoundEvent.ExcludedEntry\x12\x12\n\nsent_bytes\x18\x0f \x01(\x04\x12\x16\n\x0ereceived_bytes\x18\x10 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x11 \x01(\t\x1a-\n\x0bPhaseSEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a/\n\rExcludedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05_lossB\x0b\n\t_accuracyB\x0b\n\t_val_loss\"!\n\x0fGetModelRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xb2\x01\n\nModelChunk\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0e\n\x06offset\x18\x04 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\x12\x0e\n\x06\x64igest\x18\x06 \x01(\t\x12\x11\n\tspec_json\x18\x07 \x01(\t\x12\x13\n\x0binput_shape\x18\x08 \x03(\x03\x12\x13\n\x0bnum_classes\x18\t \x01(\r\x12\r\n\x05round\x18\n \x01(\r\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"6\n\x11\x43\x61ncelJobResponse\x12!\n\x05state\x18\x01 \x01(\x0e\x32\x12.spirt.v1.JobState*{\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\n\n\x06QUEUED\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\r\n\tSUCCEEDED\x10\x03\x12\x11\n\rSTOPPED_EARLY\x10\x04\x12\n\n\x06\x46\x41ILED\x10\x05\x12\r\n\tCANCELLED\x10\x06\x32\xb1\x05\n\x07\x43ontrol\x12;\n\x06Status\x12\x17.spirt.v1.StatusRequest\x1a\x18.spirt.v1.StatusResponse\x12>\n\x07Members\x12\x18.spirt.v1.MembersRequest\x1a\x19.spirt.v1.MembersResponse\x12P\n\x0fWatchMembership\x12 .spirt.v1.WatchMembershipRequest\x1a\x19.spirt.v1.MembershipEvent0\x01\x12\x44\n\tSubmitJob\x12\x1a.spirt.v1.SubmitJobRequest\x1a\x1b.spirt.v1.SubmitJobResponse\x12\x44\n\tJobStatus\x12\x1a.spirt.v1.JobStatusRequest\x1a\x1b.spirt.v1.JobStatusResponse\x12=\n\x08WatchJob\x12\x19.spirt.v1.WatchJobRequest\x1a\x14.spirt.v1.RoundEvent0\x01\x12=\n\x08GetModel\x12\x19.spirt.v1.GetModelRequest\x1a\x14.spirt.v1.ModelChunk0\x01\x12\x44\n\tCancelJob\x12\x1a.spirt.v1.CancelJobRequest\x1a\x1b.spirt.v1.CancelJobResponse\x12\x41\n\x08ListJobs\x12\x19.spirt.v1.ListJobsRequest\x1a\x1a.spirt.v1.ListJobsResponse\x12\x44\n\tDeleteJob\x12\x1a.spirt.v1.DeleteJobRequest\x1a\x1b.spirt.v1.DeleteJobResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16spirt/v1/control.proto\x12\x08spirt.v1\x1a\x19spirt/v1/membership.proto\"\x0f\n\rStatusRequest\"\x92\x02\n\x0eStatusResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x10\n\x08uptime_s\x18\x03 \x01(\x01\x12\x15\n\rstore_backend\x18\x04 \x01(\t\x12\x14\n\x0cmember_count\x18\x05 \x01(\r\x12\x13\n\x0b\x61live_count\x18\x06 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x07 \x01(\t\x12\x13\n\x0bincarnation\x18\x08 \x01(\x04\x12\x38\n\x08\x63ounters\x18\t \x03(\x0b\x32&.spirt.v1.StatusResponse.CountersEntry\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x89\x01\n\nMemberInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.spirt.v1.MemberState\x12\x13\n\x0bincarnation\x18\x04 \x01(\x04\x12\x0e\n\x06rtt_ms\x18\x05 \x01(\x01\x12\x13\n\x0bstate_age_s\x18\x06 \x01(\x01\"\x10\n\x0eMembersRequest\"8\n\x0fMembersResponse\x12%\n\x07members\x18\x01 \x03(\x0b\x32\x14.spirt.v1.MemberInfo\"\xcd\x01\n\x0fMembershipEvent\x12,\n\x04kind\x18\x01 \x01(\x0e\x32\x1e.spirt.v1.MembershipEvent.Kind\x12$\n\x06member\x18\x02 \x01(\x0b\x32\x14.spirt.v1.MemberInfo\x12\x11\n\ttime_unix\x18\x03 \x01(\x01\"S\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x08\n\x04JOIN\x10\x01\x12\x0b\n\x07SUSPECT\x10\x02\x12\t\n\x05\x41LIVE\x10\x03\x12\x08\n\x04\x44\x45\x41\x44\x10\x04\x12\t\n\x05LEAVE\x10\x05\"1\n\x16WatchMembershipRequest\x12\x17\n\x0finclude_current\x18\x01 \x01(\x08\"0\n\x10SubmitJobRequest\x12\x0c\n\x04spec\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"#\n\x11SubmitJobResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\"\n\x10JobStatusRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xc9\x04\n\x11JobStatusResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.spirt.v1.JobState\x12\r\n\x05round\x18\x03 \x01(\x04\x12\x14\n\x0ctotal_rounds\x18\x04 \x01(\x04\x12\x11\n\x04loss\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\x08\x61\x63\x63uracy\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x15\n\x08val_loss\x18\x07 \x01(\x01H\x02\x88\x01\x01\x12\x1a\n\rtest_accuracy\x18\x08 \x01(\x01H\x03\x88\x01\x01\x12\x0e\n\x06\x64igest\x18\t \x01(\t\x12\r\n\x05\x65rror\x18\n \x01(\t\x12\x11\n\telapsed_s\x18\x0b \x01(\x01\x12\r\n\x05model\x18\x0c \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\r \x01(\t\x12\x1b\n\x13minibatches_retried\x18\x0e \x01(\x04\x12\x1b\n\x13minibatches_dropped\x18\x0f \x01(\x04\x12\r\n\x05owner\x18\x10 \x01(\t\x12\x14\n\x0cparticipants\x18\x11 \x03(\t\x12\x0c\n\x04name\x18\x12 \x01(\t\x12P\n\x13participant_digests\x18\x13 \x03(\x0b\x32\x33.spirt.v1.JobStatusResponse.ParticipantDigestsEntry\x1a\x39\n\x17ParticipantDigestsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05_lossB\x0b\n\t_accuracyB\x0b\n\t_val_lossB\x10\n\x0e_test_accuracy\"\x11\n\x0fListJobsRequest\"\xdc\x01\n\nJobSummary\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.spirt.v1.JobState\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x05 \x01(\t\x12\r\n\x05round\x18\x06 \x01(\x04\x12\x14\n\x0ctotal_rounds\x18\x07 \x01(\x04\x12\r\n\x05owner\x18\x08 \x01(\t\x12\x16\n\x0esubmitted_unix\x18\t \x01(\x01\x12\x12\n\nmodel_kept\x18\n \x01(\x08\x12\r\n\x05\x65rror\x18\x0b \x01(\t\"6\n\x10ListJobsResponse\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.spirt.v1.JobSummary\"\"\n\x10\x44\x65leteJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x13\n\x11\x44\x65leteJobResponse\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xb1\x05\n\nRoundEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x04\x12\x14\n\x0ctotal_rounds\x18\x03 \x01(\x04\x12\x11\n\x04loss\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\x08\x61\x63\x63uracy\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x15\n\x08val_loss\x18\x06 \x01(\x01H\x02\x88\x01\x01\x12\x31\n\x07phase_s\x18\x07 \x03(\x0b\x32 .spirt.v1.RoundEvent.PhaseSEntry\x12\x13\n\x0bminibatches\x18\x08 \x01(\r\x12\x0f\n\x07retried\x18\t \x01(\r\x12\x0f\n\x07\x64ropped\x18\n \x01(\r\x12!\n\x05state\x18\x0b \x01(\x0e\x32\x12.spirt.v1.JobState\x12\x0f\n\x07message\x18\x0c \x01(\t\x12\x14\n\x0cparticipants\x18\r \x03(\t\x12\x34\n\x08\x65xcluded\x18\x0e \x03(\x0b\x32\".spirt.v1.RoundEvent.ExcludedEntry\x12\x12\n\nsent_bytes\x18\x0f \x01(\x04\x12\x16\n\x0ereceived_bytes\x18\x10 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x11 \x01(\t\x12I\n\x13participant_digests\x18\x12 \x03(\x0b\x32,.spirt.v1.RoundEvent.ParticipantDigestsEntry\x1a-\n\x0bPhaseSEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a/\n\rExcludedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x39\n\x17ParticipantDigestsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05_lossB\x0b\n\t_accuracyB\x0b\n\t_val_loss\"!\n\x0fGetModelRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xb2\x01\n\nModelChunk\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0e\n\x06offset\x18\x04 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\x12\x0e\n\x06\x64igest\x18\x06 \x01(\t\x12\x11\n\tspec_json\x18\x07 \x01(\t\x12\x13\n\x0binput_shape\x18\x08 \x03(\x03\x12\x13\n\x0bnum_classes\x18\t \x01(\r\x12\r\n\x05round\x18\n \x01(\r\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"6\n\x11\x43\x61ncelJobResponse\x12!\n\x05state\x18\x01 \x01(\x0e\x32\x12.spirt.v1.JobState*{\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\n\n\x06QUEUED\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\r\n\tSUCCEEDED\x10\x03\x12\x11\n\rSTOPPED_EARLY\x10\x04\x12\n\n\x06\x46\x41ILED\x10\x05\x12\r\n\tCANCELLED\x10\x06\x32\xb1\x05\n\x07\x43ontrol\x12;\n\x06Status\x12\x17.spirt.v1.StatusRequest\x1a\x18.spirt.v1.StatusResponse\x12>\n\x07Members\x12\x18.spirt.v1.MembersRequest\x1a\x19.spirt.v1.MembersResponse\x12P\n\x0fWatchMembership\x12 .spirt.v1.WatchMembershipRequest\x1a\x19.spirt.v1.MembershipEvent0\x01\x12\x44\n\tSubmitJob\x12\x1a.spirt.v1.SubmitJobRequest\x1a\x1b.spirt.v1.SubmitJobResponse\x12\x44\n\tJobStatus\x12\x1a.spirt.v1.JobStatusRequest\x1a\x1b.spirt.v1.JobStatusResponse\x12=\n\x08WatchJob\x12\x19.spirt.v1.WatchJobRequest\x1a\x14.spirt.v1.RoundEvent0\x01\x12=\n\x08GetModel\x12\x19.spirt.v1.GetModelRequest\x1a\x14.spirt.v1.ModelChunk0\x01\x12\x44\n\tCancelJob\x12\x1a.spirt.v1.CancelJobRequest\x1a\x1b.spirt.v1.CancelJobResponse\x12\x41\n\x08ListJobs\x12\x19.spirt.v1.ListJobsRequest\x1a\x1a.spirt.v1.ListJobsResponse\x12\x44\n\tDeleteJob\x12\x1a.spirt.v1.DeleteJobRequest\x1a\x1b.spirt.v1.DeleteJobResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,12 +34,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STATUSRESPONSE_COUNTERSENTRY']._loaded_options = None
   _globals['_STATUSRESPONSE_COUNTERSENTRY']._serialized_options = b'8\001'
+  _globals['_JOBSTATUSRESPONSE_PARTICIPANTDIGESTSENTRY']._loaded_options = None
+  _globals['_JOBSTATUSRESPONSE_PARTICIPANTDIGESTSENTRY']._serialized_options = b'8\001'
   _globals['_ROUNDEVENT_PHASESENTRY']._loaded_options = None
   _globals['_ROUNDEVENT_PHASESENTRY']._serialized_options = b'8\001'
   _globals['_ROUNDEVENT_EXCLUDEDENTRY']._loaded_options = None
   _globals['_ROUNDEVENT_EXCLUDEDENTRY']._serialized_options = b'8\001'
-  _globals['_JOBSTATE']._serialized_start=2658
-  _globals['_JOBSTATE']._serialized_end=2781
+  _globals['_ROUNDEVENT_PARTICIPANTDIGESTSENTRY']._loaded_options = None
+  _globals['_ROUNDEVENT_PARTICIPANTDIGESTSENTRY']._serialized_options = b'8\001'
+  _globals['_JOBSTATE']._serialized_start=2933
+  _globals['_JOBSTATE']._serialized_end=3056
   _globals['_STATUSREQUEST']._serialized_start=63
   _globals['_STATUSREQUEST']._serialized_end=78
   _globals['_STATUSRESPONSE']._serialized_start=81
@@ -65,33 +69,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBSTATUSREQUEST']._serialized_start=919
   _globals['_JOBSTATUSREQUEST']._serialized_end=953
   _globals['_JOBSTATUSRESPONSE']._serialized_start=956
-  _globals['_JOBSTATUSRESPONSE']._serialized_end=1400
-  _globals['_LISTJOBSREQUEST']._serialized_start=1402
-  _globals['_LISTJOBSREQUEST']._serialized_end=1419
-  _globals['_JOBSUMMARY']._serialized_start=1422
-  _globals['_JOBSUMMARY']._serialized_end=1642
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1644
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1698
-  _globals['_DELETEJOBREQUEST']._serialized_start=1700
-  _globals['_DELETEJOBREQUEST']._serialized_end=1734
-  _globals['_DELETEJOBRESPONSE']._serialized_start=1736
-  _globals['_DELETEJOBRESPONSE']._serialized_end=1755
-  _globals['_WATCHJOBREQUEST']._serialized_start=1757
-  _globals['_WATCHJOBREQUEST']._serialized_end=1790
-  _globals['_ROUNDEVENT']._serialized_start=1793
-  _globals['_ROUNDEVENT']._serialized_end=2348
-  _globals['_ROUNDEVENT_PHASESENTRY']._serialized_start=2219
-  _globals['_ROUNDEVENT_PHASESENTRY']._serialized_end=2264
-  _globals['_ROUNDEVENT_EXCLUDEDENTRY']._serialized_start=2266
-  _globals['_ROUNDEVENT_EXCLUDEDENTRY']._serialized_end=2313
-  _globals['_GETMODELREQUEST']._serialized_start=2350
-  _globals['_GETMODELREQUEST']._serialized_end=2383
-  _globals['_MODELCHUNK']._serialized_start=2386
-  _globals['_MODELCHUNK']._serialized_end=2564
-  _globals['_CANCELJOBREQUEST']._serialized_start=2566
-  _globals['_CANCELJOBREQUEST']._serialized_end=2600
-  _globals['_CANCELJOBRESPONSE']._serialized_start=2602
-  _globals['_CANCELJOBRESPONSE']._serialized_end=2656
-  _globals['_CONTROL']._serialized_start=2784
-  _globals['_CONTROL']._serialized_end=3473
+  _globals['_JOBSTATUSRESPONSE']._serialized_end=1541
+  _globals['_JOBSTATUSRESPONSE_PARTICIPANTDIGESTSENTRY']._serialized_start=1431
+  _globals['_JOBSTATUSRESPONSE_PARTICIPANTDIGESTSENTRY']._serialized_end=1488
+  _globals['_LISTJOBSREQUEST']._serialized_start=1543
+  _globals['_LISTJOBSREQUEST']._serialized_end=1560
+  _globals['_JOBSUMMARY']._serialized_start=1563
+  _globals['_JOBSUMMARY']._serialized_end=1783
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1785
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1839
+  _globals['_DELETEJOBREQUEST']._serialized_start=1841
+  _globals['_DELETEJOBREQUEST']._serialized_end=1875
+  _globals['_DELETEJOBRESPONSE']._serialized_start=1877
+  _globals['_DELETEJOBRESPONSE']._serialized_end=1896
+  _globals['_WATCHJOBREQUEST']._serialized_start=1898
+  _globals['_WATCHJOBREQUEST']._serialized_end=1931
+  _globals['_ROUNDEVENT']._serialized_start=1934
+  _globals['_ROUNDEVENT']._serialized_end=2623
+  _globals['_ROUNDEVENT_PHASESENTRY']._serialized_start=2435
+  _globals['_ROUNDEVENT_PHASESENTRY']._serialized_end=2480
+  _globals['_ROUNDEVENT_EXCLUDEDENTRY']._serialized_start=2482
+  _globals['_ROUNDEVENT_EXCLUDEDENTRY']._serialized_end=2529
+  _globals['_ROUNDEVENT_PARTICIPANTDIGESTSENTRY']._serialized_start=1431
+  _globals['_ROUNDEVENT_PARTICIPANTDIGESTSENTRY']._serialized_end=1488
+  _globals['_GETMODELREQUEST']._serialized_start=2625
+  _globals['_GETMODELREQUEST']._serialized_end=2658
+  _globals['_MODELCHUNK']._serialized_start=2661
+  _globals['_MODELCHUNK']._serialized_end=2839
+  _globals['_CANCELJOBREQUEST']._serialized_start=2841
+  _globals['_CANCELJOBREQUEST']._serialized_end=2875
+  _globals['_CANCELJOBRESPONSE']._serialized_start=2877
+  _globals['_CANCELJOBRESPONSE']._serialized_end=2931
+  _globals['_CONTROL']._serialized_start=3059
+  _globals['_CONTROL']._serialized_end=3748
 # @@protoc_insertion_point(module_scope)

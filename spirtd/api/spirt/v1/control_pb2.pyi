@@ -135,7 +135,14 @@ class JobStatusRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class JobStatusResponse(_message.Message):
-    __slots__ = ("job_id", "state", "round", "total_rounds", "loss", "accuracy", "val_loss", "test_accuracy", "digest", "error", "elapsed_s", "model", "dataset", "minibatches_retried", "minibatches_dropped", "owner", "participants", "name")
+    __slots__ = ("job_id", "state", "round", "total_rounds", "loss", "accuracy", "val_loss", "test_accuracy", "digest", "error", "elapsed_s", "model", "dataset", "minibatches_retried", "minibatches_dropped", "owner", "participants", "name", "participant_digests")
+    class ParticipantDigestsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
@@ -154,6 +161,7 @@ class JobStatusResponse(_message.Message):
     OWNER_FIELD_NUMBER: _ClassVar[int]
     PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANT_DIGESTS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     state: JobState
     round: int
@@ -172,7 +180,8 @@ class JobStatusResponse(_message.Message):
     owner: str
     participants: _containers.RepeatedScalarFieldContainer[str]
     name: str
-    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., round: _Optional[int] = ..., total_rounds: _Optional[int] = ..., loss: _Optional[float] = ..., accuracy: _Optional[float] = ..., val_loss: _Optional[float] = ..., test_accuracy: _Optional[float] = ..., digest: _Optional[str] = ..., error: _Optional[str] = ..., elapsed_s: _Optional[float] = ..., model: _Optional[str] = ..., dataset: _Optional[str] = ..., minibatches_retried: _Optional[int] = ..., minibatches_dropped: _Optional[int] = ..., owner: _Optional[str] = ..., participants: _Optional[_Iterable[str]] = ..., name: _Optional[str] = ...) -> None: ...
+    participant_digests: _containers.ScalarMap[str, str]
+    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., round: _Optional[int] = ..., total_rounds: _Optional[int] = ..., loss: _Optional[float] = ..., accuracy: _Optional[float] = ..., val_loss: _Optional[float] = ..., test_accuracy: _Optional[float] = ..., digest: _Optional[str] = ..., error: _Optional[str] = ..., elapsed_s: _Optional[float] = ..., model: _Optional[str] = ..., dataset: _Optional[str] = ..., minibatches_retried: _Optional[int] = ..., minibatches_dropped: _Optional[int] = ..., owner: _Optional[str] = ..., participants: _Optional[_Iterable[str]] = ..., name: _Optional[str] = ..., participant_digests: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
     __slots__ = ()
@@ -227,7 +236,7 @@ class WatchJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class RoundEvent(_message.Message):
-    __slots__ = ("job_id", "round", "total_rounds", "loss", "accuracy", "val_loss", "phase_s", "minibatches", "retried", "dropped", "state", "message", "participants", "excluded", "sent_bytes", "received_bytes", "digest")
+    __slots__ = ("job_id", "round", "total_rounds", "loss", "accuracy", "val_loss", "phase_s", "minibatches", "retried", "dropped", "state", "message", "participants", "excluded", "sent_bytes", "received_bytes", "digest", "participant_digests")
     class PhaseSEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -236,6 +245,13 @@ class RoundEvent(_message.Message):
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     class ExcludedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class ParticipantDigestsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -259,6 +275,7 @@ class RoundEvent(_message.Message):
     SENT_BYTES_FIELD_NUMBER: _ClassVar[int]
     RECEIVED_BYTES_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANT_DIGESTS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     round: int
     total_rounds: int
@@ -276,7 +293,8 @@ class RoundEvent(_message.Message):
     sent_bytes: int
     received_bytes: int
     digest: str
-    def __init__(self, job_id: _Optional[str] = ..., round: _Optional[int] = ..., total_rounds: _Optional[int] = ..., loss: _Optional[float] = ..., accuracy: _Optional[float] = ..., val_loss: _Optional[float] = ..., phase_s: _Optional[_Mapping[str, float]] = ..., minibatches: _Optional[int] = ..., retried: _Optional[int] = ..., dropped: _Optional[int] = ..., state: _Optional[_Union[JobState, str]] = ..., message: _Optional[str] = ..., participants: _Optional[_Iterable[str]] = ..., excluded: _Optional[_Mapping[str, str]] = ..., sent_bytes: _Optional[int] = ..., received_bytes: _Optional[int] = ..., digest: _Optional[str] = ...) -> None: ...
+    participant_digests: _containers.ScalarMap[str, str]
+    def __init__(self, job_id: _Optional[str] = ..., round: _Optional[int] = ..., total_rounds: _Optional[int] = ..., loss: _Optional[float] = ..., accuracy: _Optional[float] = ..., val_loss: _Optional[float] = ..., phase_s: _Optional[_Mapping[str, float]] = ..., minibatches: _Optional[int] = ..., retried: _Optional[int] = ..., dropped: _Optional[int] = ..., state: _Optional[_Union[JobState, str]] = ..., message: _Optional[str] = ..., participants: _Optional[_Iterable[str]] = ..., excluded: _Optional[_Mapping[str, str]] = ..., sent_bytes: _Optional[int] = ..., received_bytes: _Optional[int] = ..., digest: _Optional[str] = ..., participant_digests: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class GetModelRequest(_message.Message):
     __slots__ = ("job_id",)
