@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import secrets
 import re
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from spirtd.daemon.membership_grpc import GrpcTransport, HeartbeatService, Membe
 from spirtd.errors import ConfigError, MembershipError, SecurityError
 from spirtd.jobs.manager import JobManager
 from spirtd.membership.driver import MembershipDriver
-from spirtd.membership.events import EventKind, MemberEvent
+from spirtd.membership.events import BOOT_META, EventKind, MemberEvent, RestartDetector
 from spirtd.membership.formulas import retransmit_limit
 from spirtd.membership.messages import Member
 from spirtd.membership.state import MembershipState
@@ -221,6 +222,7 @@ class Daemon:
         rounds = retransmit_limit(cfg.membership.retransmit_mult, CRL_GOSSIP_CLUSTER_SIZE)
         self.revocations = RevocationSpreader(self.guard, rounds, self._on_revocations)
         self._ages = StateAges(self.clock)
+        self._restarts = RestartDetector()
         server = RpcServer(
             cfg.listen,
             credentials=server_credentials(own, ca_pem) if own else None,
@@ -235,7 +237,7 @@ class Daemon:
         self.address = cfg.advertise or format_address(host, server.port)
         self._state = MembershipState(
             cfg.id, self.address, cfg.membership, rng=random.Random(), now=self.clock.monotonic(),
-            meta={"version": __version__, "store": self.store_backend},
+            meta={"version": __version__, "store": self.store_backend, BOOT_META: secrets.token_hex(6)},
             incarnation=self._saved.incarnation + 1,
         )  # fmt: skip
         self._persist()
@@ -390,7 +392,12 @@ class Daemon:
     def _on_event(self, event: MemberEvent) -> None:
         self._ages.observe(event)
         member = event.member
-        if event.kind in (EventKind.DEAD, EventKind.LEAVE) and self.exchange is not None:
+        restarted = self._restarts.restarted(event)
+        if restarted:
+            _members_log.warning("member %s at %s restarted: its old process is gone", member.id, member.address,
+                                 extra={"member": member.id, "event": "restart"})  # fmt: skip
+        # A restart loses the old process's round work as a death does.
+        if (event.kind in (EventKind.DEAD, EventKind.LEAVE) or restarted) and self.exchange is not None:
             self.exchange.member_dead(member.id)
         if event.kind in (EventKind.JOIN, EventKind.ALIVE) and self.jobs is not None and self.jobs.unfinished():
             self._tasks.spawn(self.replicas.offer_to(member.id, self.jobs.unfinished()), name=f"jobs to {member.id}")
