@@ -53,7 +53,8 @@ def free_ports(n: int) -> list[int]:
 
 # ---- one spirtd peer (a subprocess) ----
 
-async def spirt_peer(index: int, n: int, m: int, rounds: int, root: Path, ports: list[int], wire: str) -> dict:
+async def spirt_peer(index: int, n: int, m: int, rounds: int, root: Path, ports: list[int], wire: str,
+                     certs_dir: Path) -> dict:
     from spirtd.clock import SystemClock
     from spirtd.daemon.app import stream_chunk_bytes
     from spirtd.daemon.exchange_grpc import GradientExchangeService, GrpcExchangeTransport
@@ -75,7 +76,7 @@ async def spirt_peer(index: int, n: int, m: int, rounds: int, root: Path, ports:
     me = f"peer{index}"
     names = [f"peer{i}" for i in range(n)]
     addresses = {name: f"127.0.0.1:{port}" for name, port in zip(names, ports)}
-    certs = CertsDir(root / "certs")
+    certs = CertsDir(certs_dir)
     own = certs.credentials(me, role=Role.PEER)
     guard = Guard(certs.ca_cert, None, Counters(), max_message_bytes=MAX_MESSAGE_BYTES)
     clock = SystemClock()
@@ -146,12 +147,13 @@ def gloo_peer(index: int, n: int, m: int, rounds: int, port: int) -> dict:
 
 # ---- the parent ----
 
-def run_peers(kind: str, n: int, m: int, rounds: int, root: Path, wire: str = "FLOAT") -> list[dict]:
+def run_peers(kind: str, n: int, m: int, rounds: int, root: Path, certs: Path, wire: str = "FLOAT") -> list[dict]:
     ports = free_ports(n if kind == "spirt" else 1)
     procs = []
     for i in range(n):
         argv = [sys.executable, __file__, "--peer", kind, "--index", str(i), "--n", str(n), "--m", str(m),
-                "--rounds", str(rounds), "--root", str(root), "--ports", ",".join(map(str, ports)), "--wire", wire]
+                "--rounds", str(rounds), "--root", str(root), "--ports", ",".join(map(str, ports)), "--wire", wire,
+                "--certs", str(certs)]
         procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, text=True))
     results = []
     for proc in procs:
@@ -181,10 +183,11 @@ def main() -> None:
     parser.add_argument("--root", type=Path)
     parser.add_argument("--ports", default="")
     parser.add_argument("--wire", default="FLOAT")
+    parser.add_argument("--certs", type=Path)
     args = parser.parse_args()
     ports = [int(p) for p in args.ports.split(",") if p]
     if args.peer == "spirt":
-        result = asyncio.run(spirt_peer(args.index, args.n, args.m, args.rounds, args.root, ports, args.wire))
+        result = asyncio.run(spirt_peer(args.index, args.n, args.m, args.rounds, args.root, ports, args.wire, args.certs))
         print(json.dumps(result))
         return
     if args.peer == "gloo":
@@ -198,9 +201,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="spt-bx-", dir="/tmp") as tmp:
             root = Path(tmp)
             make_certs(root, n)
-            gloo = max(r["median_s"] for r in run_peers("gloo", n, m, args.rounds, root))
-            fp32 = run_peers("spirt", n, m, args.rounds, root / "fp32", "FLOAT")
-            fp16 = run_peers("spirt", n, m, args.rounds, root / "fp16", "HALF")
+            gloo = max(r["median_s"] for r in run_peers("gloo", n, m, args.rounds, root, root / "certs"))
+            fp32 = run_peers("spirt", n, m, args.rounds, root / "fp32", root / "certs", "FLOAT")
+            fp16 = run_peers("spirt", n, m, args.rounds, root / "fp16", root / "certs", "HALF")
         spirt32, spirt16 = max(r["median_s"] for r in fp32), max(r["median_s"] for r in fp16)
         ideal = exchange_bytes(n, m)
         rows.append({"n": n, "m": m, "model": MODELS.get(m, ""), "gloo_s": gloo, "spirt_fp32_s": spirt32,
