@@ -39,6 +39,7 @@ MODELS = {2_540_000: "MobileNetV3-small", 11_700_000: "ResNet-18"}
 ROUNDS = 5
 TARGET_RATIO = 2.0
 MAX_MESSAGE_BYTES = 4 << 20
+PHASES = ("agree", "exchange", "commit")  # of a round, as the driver's calls split it
 
 
 def free_ports(n: int) -> list[int]:
@@ -104,25 +105,32 @@ async def spirt_peer(index: int, n: int, m: int, rounds: int, root: Path, ports:
         async with server, driver:
             local = np.random.default_rng(index).standard_normal(m).astype(np.float32)
             await store.set("local", local)
-            times, sent = [], []
+            times, sent, phases = [], [], {"agree": [], "exchange": [], "commit": []}
             for r in range(rounds + 1):
                 started = time.perf_counter()
                 while True:
+                    at = [time.perf_counter()]
                     key = await driver.agree("bench", r, "s", (), m, f"job:bench:round:{r}:x", settings)
+                    at.append(time.perf_counter())
                     try:
                         glob = await driver.exchange("bench", key, LocalAggregate("local", 1.0, 0.0))
+                        at.append(time.perf_counter())
                         await driver.commit("bench", key, "same")
+                        at.append(time.perf_counter())
                         break
                     except AttemptFailed:
                         continue
                 if r:  # round 0 warms up connections and the store
                     times.append(time.perf_counter() - started)
                     sent.append(glob.sent_bytes)
+                    for name, begin, end in zip(phases, at, at[1:]):
+                        phases[name].append(end - begin)
                 await store.delete_matching(f"job:bench:round:{r}:*")
             await asyncio.sleep(1.0)  # let the others finish their last round
         await channels.aclose()
         await store.aclose()
-    return {"median_s": statistics.median(times), "sent_bytes": statistics.median(sent)}
+    return {"median_s": statistics.median(times), "sent_bytes": statistics.median(sent),
+            **{f"{name}_s": statistics.median(t) for name, t in phases.items()}}
 
 
 # ---- one gloo process ----
@@ -209,13 +217,16 @@ def main() -> None:
         rows.append({"n": n, "m": m, "model": MODELS.get(m, ""), "gloo_s": gloo, "spirt_fp32_s": spirt32,
                      "spirt_fp16_s": spirt16, "ratio_fp32": spirt32 / gloo, "ratio_fp16": spirt16 / gloo,
                      "sent_bytes": max(r["sent_bytes"] for r in fp32), "ideal_bytes": ideal,
-                     "sent_bytes_fp16": max(r["sent_bytes"] for r in fp16)})  # fmt: skip
+                     "sent_bytes_fp16": max(r["sent_bytes"] for r in fp16),
+                     # where the slowest peer's fp32 round went
+                     **{f"{p}_s": max(fp32, key=lambda r: r["median_s"])[f"{p}_s"] for p in PHASES}})  # fmt: skip
     print(f"{'n':>2} {'M':>11} {'model':<18} {'gloo s':>8} {'spirt s':>8} {'x gloo':>7} {'fp16 s':>8} "
-          f"{'x gloo':>7} {'sent/ideal':>10}")  # fmt: skip
+          f"{'x gloo':>7} {'sent/ideal':>10} {'agree s':>8} {'exch s':>8} {'commit s':>8}")  # fmt: skip
     for row in rows:
         print(f"{row['n']:>2} {row['m']:>11,} {row['model']:<18} {row['gloo_s']:>8.3f} {row['spirt_fp32_s']:>8.3f} "
               f"{row['ratio_fp32']:>7.2f} {row['spirt_fp16_s']:>8.3f} {row['ratio_fp16']:>7.2f} "
-              f"{row['sent_bytes'] / row['ideal_bytes']:>10.3f}")  # fmt: skip
+              f"{row['sent_bytes'] / row['ideal_bytes']:>10.3f} "
+              + " ".join(f"{row[f'{p}_s']:>8.3f}" for p in PHASES))  # fmt: skip
     target = next((r for r in rows if r["n"] == 4 and r["m"] == 11_700_000), None)
     print(json.dumps({"bench": "exchange", "rows": rows, "target_ratio": TARGET_RATIO,
                       "target_met": target["ratio_fp32"] <= TARGET_RATIO if target else None}))  # fmt: skip

@@ -293,7 +293,7 @@ class RoundAgreement:
         r.unresponsive.discard(m.sender)
         r.expected.pop(m.sender, None)
         r.proposals.setdefault(m.key.attempt, {})[m.sender] = m
-        relayed = self._relay_reports(r, m.sender)
+        relayed = self._our_reports(r, m.sender)
         if m.key.attempt > r.attempt:
             r.abandoned.add((r.attempt, m.sender))  # it proposes again: it did not vote for ours
         if self.phase is AgreementPhase.WORKING and m.key.attempt > r.attempt and m.sender in r.key.participants:
@@ -349,11 +349,12 @@ class RoundAgreement:
                 return [Resync(number, state, tuple(sorted(vouching)))]
         return []
 
-    def _relay_reports(self, r: _Round, to: str) -> list[Effect]:
-        """The digests reported this round, for a peer that is still
-        proposing: they may make up a majority it missed."""
-        return [Send(to, report) for reports in r.reports.values() for sender, report in reports.items()
-                if sender != to]  # fmt: skip
+    def _our_reports(self, r: _Round, to: str) -> list[Effect]:
+        """Our digest reported this round, for a peer that is still proposing
+        or says its report again: it may make up a majority it missed. Only
+        our own: a receiver takes a message only from the peer whose
+        certificate signed the call, so others' reports cannot be vouched for."""
+        return [Send(to, reports[self.me]) for reports in r.reports.values() if self.me in reports]
 
     def _maybe_release(self, r: _Round, now: float) -> list[Effect]:
         """Our vote goes once no majority of its attempt can have voted: the
@@ -392,7 +393,7 @@ class RoundAgreement:
         if m.key.round != r.number or m.sender not in m.key.participants:
             return []
         r.reports.setdefault(m.key, {})[m.sender] = replace(m, again=False)
-        answer = self._relay_reports(r, m.sender) if m.again else []
+        answer = self._our_reports(r, m.sender) if m.again else []
         if self.phase is AgreementPhase.DONE:
             return answer
         return [*answer, *self._check_reports(r)]

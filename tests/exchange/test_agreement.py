@@ -42,6 +42,8 @@ class Net:
     def apply(self, peer: str, effects: list) -> None:
         for effect in effects:
             if isinstance(effect, Send):
+                # The transport refuses a message signed by another's certificate.
+                assert effect.message.sender == peer, f"{peer} sends {effect.message} in another's name"
                 self.queue.append((peer, effect.to, effect.message))
             else:
                 self.effects[peer].append(effect)
@@ -401,3 +403,20 @@ def test_peers_whose_timeouts_are_skewed_agree_without_a_silent_member_and_never
     agreed = {p: net.of(p, Agreed)[-1].key for p in "ab"}
     assert agreed["a"] == agreed["b"] and agreed["a"].participants == ("a", "b")
     assert agreed["a"].attempt < 10
+
+
+def test_a_peer_that_missed_the_reports_hears_them_from_their_reporters_each_in_its_own_name():
+    """a and b committed; c, whose exchange failed before their reports
+    reached it, proposes again: each of a and b answers with its own report
+    (the transport takes no message in another's name), and c learns that a
+    majority committed s4 without it: it takes version 4 from them."""
+    net = started(["a", "b", "c"])
+    net.drop = lambda sender, to, message: to == "c" and isinstance(message, Report)
+    net.apply("a", net.machines["a"].updated("s4", net.now))
+    net.apply("b", net.machines["b"].updated("s4", net.now))
+    net.deliver()
+    assert net.of("a", Committed) and net.of("b", Committed)
+    net.drop = lambda sender, to, message: False
+    net.apply("c", net.machines["c"].work_failed("the all-gather misses shard 0", net.now))
+    net.deliver()
+    assert [(e.round, e.state, e.sources) for e in net.of("c", Resync)] == [(4, "s4", ("a", "b"))]
