@@ -14,7 +14,7 @@ Target: (a, fp32) at most 2x (b) for n = 4, M = 11.7M.
 Prints a table, then one JSON line with every figure. Times are medians
 over rounds after a warm-up round; compare the ratios (shared machines).
 
-    python bench/exchange.py [--quick]
+    python bench/exchange.py [--quick]     (BENCH_PROFILE=FILE: peer 0's cProfile)
 """
 
 from __future__ import annotations
@@ -110,12 +110,12 @@ async def spirt_peer(index: int, n: int, m: int, rounds: int, root: Path, ports:
                 started = time.perf_counter()
                 while True:
                     at = [time.perf_counter()]
-                    key = await driver.agree("bench", r, "s", (), m, f"job:bench:round:{r}:x", settings)
+                    key = await driver.agree("bench", r, f"v{r}", names, m, f"job:bench:round:{r}:x", settings)
                     at.append(time.perf_counter())
                     try:
                         glob = await driver.exchange("bench", key, LocalAggregate("local", 1.0, 0.0))
                         at.append(time.perf_counter())
-                        await driver.commit("bench", key, "same")
+                        await driver.commit("bench", key, f"v{r + 1}")  # the digest round r + 1 starts from
                         at.append(time.perf_counter())
                         break
                     except AttemptFailed:
@@ -195,6 +195,16 @@ def main() -> None:
     args = parser.parse_args()
     ports = [int(p) for p in args.ports.split(",") if p]
     if args.peer == "spirt":
+        profile = os.environ.get("BENCH_PROFILE")  # peer 0's cProfile: where its round's time goes
+        if profile and args.index == 0:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            result = profiler.runcall(asyncio.run, spirt_peer(args.index, args.n, args.m, args.rounds, args.root,
+                                                              ports, args.wire, args.certs))  # fmt: skip
+            profiler.dump_stats(f"{profile}.{args.n}.{args.m}.{args.wire}")
+            print(json.dumps(result))
+            return
         result = asyncio.run(spirt_peer(args.index, args.n, args.m, args.rounds, args.root, ports, args.wire, args.certs))
         print(json.dumps(result))
         return
