@@ -12,6 +12,8 @@ import random
 import signal
 import time
 
+import pytest
+
 from tests.cluster.test_training_loopback import cluster_of
 from tests.daemon.peers import Control, eventually
 from tests.jobs.jobs import DIGITS, spirtctl
@@ -71,6 +73,7 @@ async def run_job(certs, started, tmp_path, name: str, chaos=None) -> list[dict]
     return [{**f, "events": events(certs, p, job_id)} for f, p in zip(finals, started)]
 
 
+@pytest.mark.chaos
 async def test_random_sigkills_and_restarts_of_four_peers_one_model_same_accuracy(peers, certs, tmp_path):
     peers.config_text = CALM
     started, controls = await cluster_of(peers, certs, 4)
