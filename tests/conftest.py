@@ -125,6 +125,12 @@ def short_tmp() -> Iterator[Path]:
     try:
         yield path
     finally:
+        keep = os.environ.get("SPIRTD_TEST_KEEP_LOGS")  # a directory: the logs of every test, for a post-mortem
+        if keep:
+            for log in path.glob("**/*.log"):
+                target = Path(keep) / path.name / log.relative_to(path)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(log, target)
         shutil.rmtree(path, ignore_errors=True)
 
 

@@ -164,19 +164,20 @@ class AttemptExchange:
     def fail(self, reason: str) -> None:
         if self.failure is None:
             self.failure = reason
+        self._ready.set()  # whoever waits for the aggregate's tensor learns of the failure instead
         self._changed.notify()
 
     # ---- receiving ----
 
     async def receive(self, caller: str, header: ContributionHeader, chunks: Chunks) -> Refusal | None:
         refusal = self.check.header(header, caller)
-        if refusal is None and self.failure is not None:
-            refusal = Refusal(RefusalKind.WRONG_ATTEMPT, f"this attempt was given up: {self.failure}")
+        if refusal is None:
+            refusal = self._given_up()
         if refusal is None and header.stage is Stage.SCATTER and self._aggregated:
             refusal = Refusal(RefusalKind.LATE, f"shard {header.shard} was aggregated already; the part came late")
         if refusal is None:
             await self._ready.wait()
-            refusal = await self._land(header, chunks)
+            refusal = self._given_up() or await self._land(header, chunks)
         if refusal is not None:
             self.refused.append(refusal)
             return refusal
@@ -189,6 +190,11 @@ class AttemptExchange:
             self.gathered[header.shard] = header
         self._changed.notify()
         return None
+
+    def _given_up(self) -> Refusal | None:
+        if self.failure is None:
+            return None
+        return Refusal(RefusalKind.WRONG_ATTEMPT, f"this attempt was given up: {self.failure}")
 
     async def _land(self, header: ContributionHeader, chunks: Chunks) -> Refusal | None:
         check = ChunkCheck(header)
@@ -230,6 +236,7 @@ class AttemptExchange:
         if len(self.owners) == 1:
             return GlobalAggregate(local.key, local.samples, local.loss, ((self.me,),), 0, 0)
         await self._ready.wait()
+        self._raise_if_failed()
         work = asyncio.create_task(self._work(transport, local, deadline_s))
         watch = asyncio.create_task(self._changed.until(lambda: self.failure is not None))
         try:

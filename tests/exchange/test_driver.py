@@ -263,3 +263,21 @@ async def test_an_owner_cut_off_mid_exchange_fails_the_attempt_at_once_though_pu
     assert cut and cut[0].participants == ("a", "b", "c")
     assert results["a"][0].participants == ("a", "b")  # the next attempt, without c, within the test's timeout
     assert results["a"][2].tobytes() == results["b"][2].tobytes()
+
+
+async def test_an_attempt_whose_aggregate_the_store_could_not_hold_fails_instead_of_waiting_forever(stores):
+    """The driver's prepare failing (the store refused the global aggregate's
+    tensor) fails the attempt; run() and a push must not wait for a tensor
+    that will never be made: the agreement's WORKING phase has no deadline
+    of its own, so a wait there would stall the round for good."""
+    from spirtd.exchange.attempt import AttemptExchange
+    from spirtd.exchange.messages import AttemptKey
+
+    (store,) = await stores(1)
+    key = AttemptKey(0, 0, ("a", "b"))
+    attempt = AttemptExchange("a", "j", key, M, store, "j:scratch:", "mean", {}, 0.5, SystemClock(),
+                              SETTINGS.config)  # fmt: skip
+    attempt.fail("the store could not hold the attempt's aggregate: refused")  # as ExchangeDriver._prepare does
+    local = LocalAggregate("j:local", 1.0, 0.5)
+    with pytest.raises(AttemptFailed, match="could not hold"):
+        await asyncio.wait_for(attempt.run(local, MemoryExchange(SystemClock()).transport("a"), 1.0), TIMEOUT_S)
