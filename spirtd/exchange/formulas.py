@@ -11,6 +11,7 @@ order of the ids, so every peer sees the same ranks.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Collection, Sequence
 
@@ -100,3 +101,15 @@ def adaptive_deadline_s(arrivals_s: Sequence[float], multiple: float, q: float, 
     if not arrivals_s:
         return ceiling_s
     return min(ceiling_s, max(floor_s, multiple * percentile(arrivals_s, q)))
+
+
+def donor_order(sources: Sequence[str], me: str) -> list[str]:
+    """The order in which a peer asks the majority's peers for their state:
+    every source once (never itself), rotated by a hash of its own id, so
+    that several joiners at once start with different donors and no one
+    donor serves them all."""
+    others = sorted(s for s in set(sources) if s != me)
+    if not others:
+        return []
+    start = int.from_bytes(hashlib.sha256(me.encode()).digest()[:8], "big") % len(others)
+    return others[start:] + others[:start]

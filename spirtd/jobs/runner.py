@@ -26,7 +26,7 @@ from spirtd.clock import Clock, clock_timeout
 from spirtd.errors import AggregationError, AttemptFailed, ResyncNeeded, RoundFailed, SpirtError, StoreRestarted
 from spirtd.exchange.attempt import GlobalAggregate, LocalAggregate
 from spirtd.exchange.config import RoundSettings
-from spirtd.exchange.formulas import minibatch_slots
+from spirtd.exchange.formulas import donor_order, minibatch_slots
 from spirtd.exchange.messages import AttemptKey
 from spirtd.jobs.jobstate import JobPhase, Progress, RoundReport, evaluation_due
 from spirtd.jobs.keys import ADAM_STATE, SGD_STATE, VERSION_TENSORS, JobKeys
@@ -154,7 +154,8 @@ class JobRunner:
         source's proof (the digest's preimage: round, position, each
         tensor's digest) must hash to it, and every tensor fetched must have
         the digest the proof names. A source that fails is logged and the
-        next one tried; False when none gave it."""
+        next one tried (in donor_order: joiners at once spread over the
+        sources); False when none gave it."""
         landed = {name: f"{self.keys.scratch(want.round)}sync:{name}" for name in VERSION_TENSORS}
 
         async def land(name: str) -> str:
@@ -162,7 +163,7 @@ class JobRunner:
                 raise RoundFailed(f"a version holds no tensor {name[:40]!r}")
             return landed[name]
 
-        for source in (s for s in want.sources if s != self._peers.me):
+        for source in donor_order(want.sources, self._peers.me):
             await self._store.delete(*landed.values())
             try:
                 fields = await self._peers.fetch(self.job_id, source, want.round, land)

@@ -6,6 +6,7 @@ import pytest
 
 from spirtd.exchange.formulas import (
     adaptive_deadline_s,
+    donor_order,
     exchange_bytes,
     minibatch_slots,
     percentile,
@@ -101,3 +102,21 @@ def test_percentile_interpolates_between_ranks(values, q, want):
 )
 def test_the_deadline_follows_observed_arrivals_within_bounds(arrivals, want):
     assert adaptive_deadline_s(arrivals, multiple=3.0, q=95, floor_s=0.5, ceiling_s=60.0) == pytest.approx(want)
+
+
+@pytest.mark.parametrize("sources, me, want", [
+    ((), "j", []),
+    (("j",), "j", []),
+    (("a", "b", "a"), "a", ["b"]),
+])  # fmt: skip
+def test_a_donor_order_names_every_other_source_once(sources, me, want):
+    assert donor_order(sources, me) == want
+
+
+def test_donor_orders_are_rotations_of_the_sorted_sources_and_spread_joiners():
+    sources = ("n3", "n1", "n2")
+    orders = {me: donor_order(sources, me) for me in (f"joiner{i}" for i in range(12))}
+    rotations = [["n1", "n2", "n3"], ["n2", "n3", "n1"], ["n3", "n1", "n2"]]
+    assert all(order in rotations for order in orders.values())
+    assert orders == {me: donor_order(sources, me) for me in orders}  # the same at every call, on every peer
+    assert {order[0] for order in orders.values()} == {"n1", "n2", "n3"}  # twelve joiners: every donor serves some

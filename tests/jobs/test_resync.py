@@ -12,6 +12,7 @@ import pytest
 from spirtd.clock import FakeClock
 from spirtd.errors import ResyncNeeded
 from spirtd.exchange.attempt import GlobalAggregate
+from spirtd.exchange.formulas import donor_order
 from spirtd.exchange.messages import AttemptKey
 from spirtd.jobs.jobstate import Progress
 from spirtd.jobs.keys import VERSION_TENSORS, JobKeys
@@ -95,13 +96,13 @@ async def test_a_lying_source_is_refused_and_the_next_ones_version_is_taken(two_
     sources.sink = joiner_store
     joiner = runner(joiner_store, sources, clock)
     await joiner.load_or_start()
-    want = ResyncNeeded("", 2, donor.progress.state, ("liar", "good"))
+    want = ResyncNeeded("", 2, donor.progress.state, ("liar", "sound"))
     assert await joiner._resync(want)
-    assert sources.asked == ["liar", "good"]
+    assert sources.asked == donor_order(want.sources, "a") == ["liar", "sound"]  # the liar first: refused, then the next
     assert joiner.progress.round == 2 and joiner.progress.state == donor.progress.state
     # Its view of the cluster: the donor's (as the donor heard it), and the majority that vouched for the version.
     assert joiner.progress.digests == {"a": donor.progress.state, "liar": donor.progress.state,
-                                       "good": donor.progress.state}  # fmt: skip
+                                       "sound": donor.progress.state}  # fmt: skip
     assert Progress.from_hash(await joiner_store.read_fields(JobKeys("j1").state)).digests == joiner.progress.digests
     for key in JobKeys("j1").version(2):
         if await donor_store.exists(key):
