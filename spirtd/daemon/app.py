@@ -1,5 +1,6 @@
 """The peer daemon: wires the store, the guard, the gRPC server, membership
-and Control together, and takes them down in reverse order.
+and Control together (with health and reflection), and takes them down in
+reverse order.
 
     async with Daemon(config) as daemon:
         await stop.wait()           # SIGTERM: leave, then close everything
@@ -19,9 +20,13 @@ import grpc
 
 from spirtd import __version__
 from spirtd.api.spirt.v1 import (
+    control_pb2,
     control_pb2_grpc,
+    gradients_pb2,
     gradients_pb2_grpc,
+    heartbeat_pb2,
     heartbeat_pb2_grpc,
+    membership_pb2,
     membership_pb2_grpc,
 )
 from spirtd.clock import Clock, SystemClock
@@ -42,6 +47,8 @@ from spirtd.membership.state import MembershipState
 from spirtd.membership.subscriptions import Subscription
 from spirtd.rpc.counters import Counters
 from spirtd.rpc.guard import Guard
+from spirtd.rpc.health import HEALTH_SERVICE, Health
+from spirtd.rpc.reflection import add_reflection
 from spirtd.rpc.refusals import RefusalLog
 from spirtd.rpc.server import ChannelPool, ConnectionLimits, RpcServer, peer_channel_options
 from spirtd.rpc.tls import channel_credentials, server_credentials
@@ -66,6 +73,13 @@ def redacted(url: str) -> str:
     """A store URL for logs and errors: without its password."""
     return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", re.sub(r"password=[^&]*", "password=***", url))
 
+
+# Every service of the daemon's own, by full name: health answers for each,
+# reflection describes them.
+SERVICES = tuple(module.DESCRIPTOR.services_by_name[name].full_name for module, name in (
+    (control_pb2, "Control"), (membership_pb2, "Membership"), (heartbeat_pb2, "Heartbeat"),
+    (gradients_pb2, "GradientExchange"), (gradients_pb2, "JobReplication"),
+))  # fmt: skip
 
 # The revocation list rides on as many gossip rounds as an update would in a
 # cluster this big; push-pull exchanges carry it too, whatever the size.
@@ -167,6 +181,7 @@ class Daemon:
         self._own_serial: int | None = None
         self.jobs: JobManager | None = None
         self.exchange: ExchangeDriver | None = None
+        self.health = Health(SERVICES)
         # Set when the peer must stop on its own (its certificate was revoked);
         # exit_reason says why.
         self.must_stop = asyncio.Event()
@@ -223,6 +238,7 @@ class Daemon:
         self.revocations = RevocationSpreader(self.guard, rounds, self._on_revocations)
         self._ages = StateAges(self.clock)
         self._restarts = RestartDetector()
+        await self.health.starting()
         server = RpcServer(
             cfg.listen,
             credentials=server_credentials(own, ca_pem) if own else None,
@@ -253,6 +269,7 @@ class Daemon:
         seeds = [s for s in cfg.seeds if s != self.address]
         if seeds:
             self._tasks.spawn(self._join(seeds), name="join")
+        await self.health.ready()
         _log.info(
             "peer %s serving on %s (advertised as %s) with %s; store %s; %s",
             cfg.id, cfg.listen, self.address, "no TLS (--insecure)" if cfg.insecure else "mutual TLS",
@@ -320,6 +337,8 @@ class Daemon:
                                  model_inputs=training.model_inputs,
                                  max_message_bytes=self.config.max_message_bytes)  # fmt: skip
         control_pb2_grpc.add_ControlServicer_to_server(control, server)
+        self.health.register(server)
+        add_reflection(server, (*SERVICES, HEALTH_SERVICE))
 
     async def aclose(self) -> None:
         """Leaves the cluster (bounded by leave_timeout_s), then stops serving
@@ -327,6 +346,7 @@ class Daemon:
         if self._closing:
             return
         self._closing = True
+        await self.health.shutting_down()  # probes see it before the peer leaves
         await self._tasks.aclose()
         if self._driver is not None:
             try:
