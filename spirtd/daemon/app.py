@@ -1,6 +1,6 @@
 """The peer daemon: wires the store, the guard, the gRPC server, membership
-and Control together (with health and reflection), and takes them down in
-reverse order.
+and Control together (with health, reflection and, when configured, the
+metrics endpoint), and takes them down in reverse order.
 
     async with Daemon(config) as daemon:
         await stop.wait()           # SIGTERM: leave, then close everything
@@ -35,6 +35,7 @@ from spirtd.daemon.config import DaemonConfig, format_address, parse_address
 from spirtd.daemon.control import ControlService, StateAges
 from spirtd.daemon.cluster import AliveMembers, ClusterPeers, GrpcJobReplicas, JobReplicationService
 from spirtd.daemon.exchange_grpc import GradientExchangeService, GrpcExchangeTransport
+from spirtd.daemon.metrics import DaemonMetrics, MetricSources, RoundFollower
 from spirtd.exchange.driver import ExchangeDriver
 from spirtd.daemon.membership_grpc import GrpcTransport, HeartbeatService, MembershipService, RevocationSpreader
 from spirtd.errors import ConfigError, MembershipError, SecurityError
@@ -45,6 +46,7 @@ from spirtd.membership.formulas import retransmit_limit
 from spirtd.membership.messages import Member
 from spirtd.membership.state import MembershipState
 from spirtd.membership.subscriptions import Subscription
+from spirtd.metrics.endpoint import MetricsEndpoint
 from spirtd.rpc.counters import Counters
 from spirtd.rpc.guard import Guard
 from spirtd.rpc.health import HEALTH_SERVICE, Health
@@ -182,6 +184,7 @@ class Daemon:
         self.jobs: JobManager | None = None
         self.exchange: ExchangeDriver | None = None
         self.health = Health(SERVICES)
+        self.metrics_address = ""  # HOST:PORT of the metrics endpoint, if one serves
         # Set when the peer must stop on its own (its certificate was revoked);
         # exit_reason says why.
         self.must_stop = asyncio.Event()
@@ -224,13 +227,14 @@ class Daemon:
         self._stack.push_async_callback(self._channels.aclose)
         members = AliveMembers(cfg.id, lambda: self._state)
         exchange_transport = GrpcExchangeTransport(cfg.id, self._channels, members.address)
+        self.pools = training.warm_pools(location, self.clock)
         self.exchange = await self._stack.enter_async_context(
             ExchangeDriver(cfg.id, exchange_transport, self.tensors, self.clock, members, counters=self.counters.inc,
                            max_chunk_bytes=stream_chunk_bytes(cfg.max_message_bytes))
         )
         self.replicas = GrpcJobReplicas(cfg.id, self._channels, members)
         self.jobs = await self._stack.enter_async_context(JobManager(
-            Path(cfg.data_dir), self.tensors, training.training(location, self.clock), self.clock,
+            Path(cfg.data_dir), self.tensors, training.training(self.pools), self.clock,
             cfg.jobs, store_memory_bytes=memory_limit, serve_chunk_bytes=stream_chunk_bytes(cfg.max_message_bytes),
             peers=ClusterPeers(self.exchange, exchange_transport, self.tensors), replicas=self.replicas,
         ))  # fmt: skip
@@ -266,16 +270,36 @@ class Daemon:
         self._tasks.spawn(self._flush_refusals(), name="refusal-log")
         if not cfg.insecure:
             self._tasks.spawn(self._watch_crl_file(), name="crl-file")
+        if cfg.metrics.enabled:
+            await self._serve_metrics()
         seeds = [s for s in cfg.seeds if s != self.address]
         if seeds:
             self._tasks.spawn(self._join(seeds), name="join")
         await self.health.ready()
         _log.info(
-            "peer %s serving on %s (advertised as %s) with %s; store %s; %s",
+            "peer %s serving on %s (advertised as %s) with %s; store %s; %s%s",
             cfg.id, cfg.listen, self.address, "no TLS (--insecure)" if cfg.insecure else "mutual TLS",
             self.store_backend, f"joining through {', '.join(seeds)}" if seeds else "starting a cluster",
-            extra={"id": cfg.id, "address": self.address, "store": self.store_backend},
+            f"; metrics at http://{self.metrics_address}/metrics" if self.metrics_address else "",
+            extra={"id": cfg.id, "address": self.address, "store": self.store_backend,
+                   **({"metrics": self.metrics_address} if self.metrics_address else {})},
         )  # fmt: skip
+
+    async def _serve_metrics(self) -> None:
+        """The Prometheus endpoint ([metrics]), fed by the components."""
+        node = DaemonNodeView(self)
+        metrics = DaemonMetrics(MetricSources(
+            info=lambda: {"id": node.id, "version": __version__, "store": node.store_backend},
+            members=node.members, counters=self.counters.snapshot, workers=self.pools.totals,
+        ))  # fmt: skip
+        self.tensors.time_commands(self.clock, metrics.observe_store_command)
+        cfg = self.config.metrics
+        endpoint = await self._stack.enter_async_context(
+            MetricsEndpoint(cfg.host, cfg.port, metrics.registry, self.clock)  # type: ignore[arg-type]
+        )
+        self.metrics_address = endpoint.address
+        if self.jobs is not None:
+            self._tasks.spawn(RoundFollower(self.jobs, metrics.observe_round, self.clock).run(), name="round-metrics")
 
     async def _open_store(self) -> tuple[dict[str, str], int | None]:
         """The colocated store (started and supervised here), or the external
