@@ -136,7 +136,8 @@ class _Snapshot(Collector):
                                 "this version quarantines none)", value=0)  # fmt: skip
         workers = s.workers()
         invocations = CounterMetricFamily(f"{PREFIX}_worker_invocations", "Worker invocations (one a minibatch or "
-                                          "evaluation) that replied, or failed every attempt", labels=["outcome"])  # fmt: skip
+                                          "evaluation) that replied, or failed every attempt",
+                                          labels=["outcome"])  # fmt: skip
         invocations.add_metric(["succeeded"], workers.invocations)
         invocations.add_metric(["failed"], workers.failures)
         yield invocations

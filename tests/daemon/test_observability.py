@@ -221,8 +221,9 @@ async def test_metrics_serve_every_family_and_move_with_a_job_and_refusals(peers
 
     async def moved():
         after = await asyncio.to_thread(scrape, address)
-        return after if sample(after, "spirtd_rounds", "_total") == 2 and sample(
-            after, "spirtd_tls_handshakes_refused", "_total", reason="unknown_ca") == 1 else None
+        rounds = sample(after, "spirtd_rounds", "_total")
+        refused = sample(after, "spirtd_tls_handshakes_refused", "_total", reason="unknown_ca")
+        return after if rounds == 2 and refused >= 1 else None  # >= 1: gRPC may have tried to connect again
 
     after = await eventually(moved, COUNTED_S, "the rounds and the refused handshake in the metrics")
     assert sample(after, "spirtd_calls_refused", "_total", reason="role") == 1
@@ -233,7 +234,8 @@ async def test_metrics_serve_every_family_and_move_with_a_job_and_refusals(peers
     assert sample(after, "spirtd_round_phase_seconds", "_sum", phase="compute") > 0
     for direction in ("sent", "received"):
         assert sample(after, "spirtd_exchange_bytes", "_total", direction=direction) > 0, direction
-    assert sample(after, "spirtd_worker_invocations", "_total", outcome="succeeded") >= 2 * 4  # 4 minibatches a round each
+    # each peer: 4 minibatches a round
+    assert sample(after, "spirtd_worker_invocations", "_total", outcome="succeeded") >= 2 * 4
     assert sample(after, "spirtd_worker_warm_starts", "_total") == 1
     assert sample(after, "spirtd_worker_cold_starts", "_total") == 0
     assert sample(after, "spirtd_store_command_seconds", "_count", command="SPIRT.AGGREGATE") >= 2
