@@ -22,6 +22,7 @@ from spirtd.store.connect import connect
 from spirtd.store.embedded import EmbeddedStore
 from spirtd.store.server import StoreServerConfig
 from spirtd.daemon.training import training as daemon_training
+from spirtd.daemon.training import warm_pools
 from spirtd.ml import describe
 from spirtd.store.blocking import store_env
 from spirtd.jobs.runner import JobRunner
@@ -65,7 +66,7 @@ def plain_torch(spec, minibatches: int) -> float:
 
 async def spirtd_rounds(spec, store, socket, password_file, concurrency: int, rounds: int, name: str) -> float:
     clock = SystemClock()
-    training = daemon_training(store_env(socket, password_file), clock)
+    training = daemon_training(warm_pools(store_env(socket, password_file), clock))
     spec = from_dict({**spec.to_dict(), "workers": {"mode": "warm", "concurrency": concurrency}})
     shape = describe.describe(spec.work())
 

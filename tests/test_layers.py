@@ -13,7 +13,7 @@ LAYERS = (
     ("errors", "api", "_native"),
     ("clock", "files", "machine", "options", "logs", "processes", "tasks"),
     ("aggregation", "optim", "security"),
-    ("store", "rpc", "membership", "workers"),
+    ("store", "rpc", "membership", "workers", "metrics"),
     ("ml", "exchange"),
     ("jobs",),
     ("daemon",),

@@ -12,6 +12,8 @@
     model get JOB -o FILE   the job's model: a torch state dict (torch.save), or with
                             --format torchscript a module torch.jit.load reads
     cancel JOB              stop a job
+    health [--service S]    the gRPC health check: SERVING, or NOT_SERVING while the
+                            peer starts or shuts down; exits 0 only when SERVING
 
 A client may read the model of, cancel and delete only the jobs it
 submitted; an operator certificate (spirtd certs issue NAME --role
@@ -19,7 +21,8 @@ operator) may act on any job.
 
 It authenticates with the certificate NAME (default: client) from the certs
 dir: DIR/NAME.crt and DIR/NAME.key, signed by the cluster CA in DIR/ca.crt.
-A refused or failed call exits 1 with the reason on stderr.
+A refused or failed call exits 1 with the reason on stderr (health: also
+when the answer is not SERVING).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from google.protobuf.json_format import MessageToDict
 
 from spirtd.api.spirt.v1 import control_pb2, membership_pb2
 from spirtd.errors import ConfigError, SpirtError
-from spirtctl import jobs
+from spirtctl import health, jobs
 from spirtctl.connection import CallFailed, control_stub, explain, open_channel
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -106,13 +109,18 @@ COMMANDS = {
     "model": jobs.model_get,
     "cancel": jobs.cancel,
 }
+# Commands that call another service than Control: given the channel.
+CHANNEL_COMMANDS = {
+    "health": health.check,
+}
 
 
 async def run(args: argparse.Namespace) -> int:
     channel = open_channel(args.peer, args.certs_dir, args.name, args.peer_id, args.insecure)
-    stub = control_stub(channel)
     try:
-        return await COMMANDS[args.command](stub, args)
+        if args.command in CHANNEL_COMMANDS:
+            return await CHANNEL_COMMANDS[args.command](channel, args)
+        return await COMMANDS[args.command](control_stub(channel), args)
     except grpc.aio.AioRpcError as exc:
         raise explain(exc, args.peer, args.name, args.timeout) from None
     finally:
@@ -157,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="state-dict (torch.save; the default) or torchscript (torch.jit.save)")  # fmt: skip
     cancel = commands.add_parser("cancel", help="stop a job")
     cancel.add_argument("job_id")
+    check = commands.add_parser("health", help="the gRPC health check (exit 0 only when SERVING)")
+    check.add_argument("--service", default="", help="one service's status (default: the peer as a whole)")
+    check.add_argument("--json", **json_flag)
     return parser
 
 

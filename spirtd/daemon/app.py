@@ -1,5 +1,6 @@
 """The peer daemon: wires the store, the guard, the gRPC server, membership
-and Control together, and takes them down in reverse order.
+and Control together (with health, reflection and, when configured, the
+metrics endpoint), and takes them down in reverse order.
 
     async with Daemon(config) as daemon:
         await stop.wait()           # SIGTERM: leave, then close everything
@@ -19,9 +20,13 @@ import grpc
 
 from spirtd import __version__
 from spirtd.api.spirt.v1 import (
+    control_pb2,
     control_pb2_grpc,
+    gradients_pb2,
     gradients_pb2_grpc,
+    heartbeat_pb2,
     heartbeat_pb2_grpc,
+    membership_pb2,
     membership_pb2_grpc,
 )
 from spirtd.clock import Clock, SystemClock
@@ -30,6 +35,7 @@ from spirtd.daemon.config import DaemonConfig, format_address, parse_address
 from spirtd.daemon.control import ControlService, StateAges
 from spirtd.daemon.cluster import AliveMembers, ClusterPeers, GrpcJobReplicas, JobReplicationService
 from spirtd.daemon.exchange_grpc import GradientExchangeService, GrpcExchangeTransport
+from spirtd.daemon.metrics import DaemonMetrics, MetricSources, RoundFollower
 from spirtd.exchange.driver import ExchangeDriver
 from spirtd.daemon.membership_grpc import GrpcTransport, HeartbeatService, MembershipService, RevocationSpreader
 from spirtd.errors import ConfigError, MembershipError, SecurityError
@@ -40,8 +46,11 @@ from spirtd.membership.formulas import retransmit_limit
 from spirtd.membership.messages import Member
 from spirtd.membership.state import MembershipState
 from spirtd.membership.subscriptions import Subscription
+from spirtd.metrics.endpoint import MetricsEndpoint
 from spirtd.rpc.counters import Counters
 from spirtd.rpc.guard import Guard
+from spirtd.rpc.health import HEALTH_SERVICE, Health
+from spirtd.rpc.reflection import add_reflection
 from spirtd.rpc.refusals import RefusalLog
 from spirtd.rpc.server import ChannelPool, ConnectionLimits, RpcServer, peer_channel_options
 from spirtd.rpc.tls import channel_credentials, server_credentials
@@ -66,6 +75,13 @@ def redacted(url: str) -> str:
     """A store URL for logs and errors: without its password."""
     return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", re.sub(r"password=[^&]*", "password=***", url))
 
+
+# Every service of the daemon's own, by full name: health answers for each,
+# reflection describes them.
+SERVICES = tuple(module.DESCRIPTOR.services_by_name[name].full_name for module, name in (
+    (control_pb2, "Control"), (membership_pb2, "Membership"), (heartbeat_pb2, "Heartbeat"),
+    (gradients_pb2, "GradientExchange"), (gradients_pb2, "JobReplication"),
+))  # fmt: skip
 
 # The revocation list rides on as many gossip rounds as an update would in a
 # cluster this big; push-pull exchanges carry it too, whatever the size.
@@ -167,6 +183,8 @@ class Daemon:
         self._own_serial: int | None = None
         self.jobs: JobManager | None = None
         self.exchange: ExchangeDriver | None = None
+        self.health = Health(SERVICES)
+        self.metrics_address = ""  # HOST:PORT of the metrics endpoint, if one serves
         # Set when the peer must stop on its own (its certificate was revoked);
         # exit_reason says why.
         self.must_stop = asyncio.Event()
@@ -209,13 +227,14 @@ class Daemon:
         self._stack.push_async_callback(self._channels.aclose)
         members = AliveMembers(cfg.id, lambda: self._state)
         exchange_transport = GrpcExchangeTransport(cfg.id, self._channels, members.address)
+        self.pools = training.warm_pools(location, self.clock)
         self.exchange = await self._stack.enter_async_context(
             ExchangeDriver(cfg.id, exchange_transport, self.tensors, self.clock, members, counters=self.counters.inc,
                            max_chunk_bytes=stream_chunk_bytes(cfg.max_message_bytes))
         )
         self.replicas = GrpcJobReplicas(cfg.id, self._channels, members)
         self.jobs = await self._stack.enter_async_context(JobManager(
-            Path(cfg.data_dir), self.tensors, training.training(location, self.clock), self.clock,
+            Path(cfg.data_dir), self.tensors, training.training(self.pools), self.clock,
             cfg.jobs, store_memory_bytes=memory_limit, serve_chunk_bytes=stream_chunk_bytes(cfg.max_message_bytes),
             peers=ClusterPeers(self.exchange, exchange_transport, self.tensors), replicas=self.replicas,
         ))  # fmt: skip
@@ -223,6 +242,7 @@ class Daemon:
         self.revocations = RevocationSpreader(self.guard, rounds, self._on_revocations)
         self._ages = StateAges(self.clock)
         self._restarts = RestartDetector()
+        await self.health.starting()
         server = RpcServer(
             cfg.listen,
             credentials=server_credentials(own, ca_pem) if own else None,
@@ -250,15 +270,36 @@ class Daemon:
         self._tasks.spawn(self._flush_refusals(), name="refusal-log")
         if not cfg.insecure:
             self._tasks.spawn(self._watch_crl_file(), name="crl-file")
+        if cfg.metrics.enabled:
+            await self._serve_metrics()
         seeds = [s for s in cfg.seeds if s != self.address]
         if seeds:
             self._tasks.spawn(self._join(seeds), name="join")
+        await self.health.ready()
         _log.info(
-            "peer %s serving on %s (advertised as %s) with %s; store %s; %s",
+            "peer %s serving on %s (advertised as %s) with %s; store %s; %s%s",
             cfg.id, cfg.listen, self.address, "no TLS (--insecure)" if cfg.insecure else "mutual TLS",
             self.store_backend, f"joining through {', '.join(seeds)}" if seeds else "starting a cluster",
-            extra={"id": cfg.id, "address": self.address, "store": self.store_backend},
+            f"; metrics at http://{self.metrics_address}/metrics" if self.metrics_address else "",
+            extra={"id": cfg.id, "address": self.address, "store": self.store_backend,
+                   **({"metrics": self.metrics_address} if self.metrics_address else {})},
         )  # fmt: skip
+
+    async def _serve_metrics(self) -> None:
+        """The Prometheus endpoint ([metrics]), fed by the components."""
+        node = DaemonNodeView(self)
+        metrics = DaemonMetrics(MetricSources(
+            info=lambda: {"id": node.id, "version": __version__, "store": node.store_backend},
+            members=node.members, counters=self.counters.snapshot, workers=self.pools.totals,
+        ))  # fmt: skip
+        self.tensors.time_commands(self.clock, metrics.observe_store_command)
+        cfg = self.config.metrics
+        endpoint = await self._stack.enter_async_context(
+            MetricsEndpoint(cfg.host, cfg.port, metrics.registry, self.clock)  # type: ignore[arg-type]
+        )
+        self.metrics_address = endpoint.address
+        if self.jobs is not None:
+            self._tasks.spawn(RoundFollower(self.jobs, metrics.observe_round, self.clock).run(), name="round-metrics")
 
     async def _open_store(self) -> tuple[dict[str, str], int | None]:
         """The colocated store (started and supervised here), or the external
@@ -320,6 +361,8 @@ class Daemon:
                                  model_inputs=training.model_inputs,
                                  max_message_bytes=self.config.max_message_bytes)  # fmt: skip
         control_pb2_grpc.add_ControlServicer_to_server(control, server)
+        self.health.register(server)
+        add_reflection(server, (*SERVICES, HEALTH_SERVICE))
 
     async def aclose(self) -> None:
         """Leaves the cluster (bounded by leave_timeout_s), then stops serving
@@ -327,6 +370,7 @@ class Daemon:
         if self._closing:
             return
         self._closing = True
+        await self.health.shutting_down()  # probes see it before the peer leaves
         await self._tasks.aclose()
         if self._driver is not None:
             try:

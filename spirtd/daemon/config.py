@@ -16,6 +16,9 @@ variables, then command-line flags (flags win). Unknown keys are errors.
     persistence = "aof"
     fsync = "everysec"
     threads = 2
+
+    [metrics]               # Prometheus endpoint; off unless a port is set
+    port = 9464
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any, Mapping
 
 from spirtd.errors import ConfigError
 from spirtd.membership.config import MembershipConfig
+from spirtd.metrics.config import MetricsConfig
 from spirtd.security.identity import check_name
 from spirtd.store.server import StoreServerConfig
 from spirtd.jobs.config import JobsConfig
@@ -55,6 +59,8 @@ STORE_KEYS = {"url": "url", "persistence": "persistence", "fsync": "fsync", "rdb
               "start_timeout_s": "start_timeout_s", "stop_timeout_s": "stop_timeout_s",
               "restart_backoff_s": "restart_backoff_s", "restart_backoff_max_s": "restart_backoff_max_s",
               "redis_server": "redis_server", "module_path": "module_path"}  # fmt: skip
+
+METRICS_KEYS = {f.name: f.name for f in dataclasses.fields(MetricsConfig)}
 
 
 def parse_address(text: str, *, what: str, allow_port_zero: bool = False) -> tuple[str, int]:
@@ -170,6 +176,9 @@ class DaemonConfig:
 
     jobs: JobsConfig = field(default_factory=JobsConfig)
     """The [jobs] table: what ended jobs keep."""
+
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    """The [metrics] table: the Prometheus endpoint, off unless a port is set."""
 
     def __post_init__(self) -> None:
         check_name(self.id)
@@ -311,6 +320,7 @@ def build(file_values: Mapping[str, Any], env_values: Mapping[str, Any], flag_va
     membership_values = merged.pop("membership", {}) or {}
     store_values = merged.pop("store", {}) or {}
     jobs_values = merged.pop("jobs", {}) or {}
+    metrics_values = merged.pop("metrics", {}) or {}
     unknown = set(merged) - set(TOP_KEYS)
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}; known: {', '.join(TOP_KEYS)}")
@@ -332,7 +342,8 @@ def build(file_values: Mapping[str, Any], env_values: Mapping[str, Any], flag_va
     membership = _section(membership_values, "membership", MembershipConfig.default(), membership_keys)
     store = _section(store_values, "store", StoreServerConfig(data_dir=data_dir / "store"), STORE_KEYS)
     jobs = _section(jobs_values, "jobs", JobsConfig(), {f.name: f.name for f in dataclasses.fields(JobsConfig)})
-    return DaemonConfig(data_dir=data_dir, membership=membership, store=store, jobs=jobs, **merged)
+    metrics = _section(metrics_values, "metrics", MetricsConfig(), METRICS_KEYS)
+    return DaemonConfig(data_dir=data_dir, membership=membership, store=store, jobs=jobs, metrics=metrics, **merged)
 
 
 def load(config_file: Path | None, env: Mapping[str, str] | None, flags: Mapping[str, Any]) -> DaemonConfig:

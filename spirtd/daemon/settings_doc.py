@@ -15,7 +15,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from spirtd.daemon.config import ENV_PREFIX, STORE_KEYS, TOP_KEYS, DaemonConfig
+from spirtd.daemon.config import ENV_PREFIX, METRICS_KEYS, STORE_KEYS, TOP_KEYS, DaemonConfig
+from spirtd.metrics.config import MetricsConfig
 from spirtd.membership.config import MembershipConfig
 from spirtd.store.server import StoreServerConfig
 from spirtd.jobs.config import JobsConfig
@@ -95,6 +96,8 @@ def render() -> str:
         ("store", StoreServerConfig, STORE_KEYS, "The colocated Redis that holds the model and does the tensor work."),
         ("jobs", JobsConfig, {f.name: f.name for f in dataclasses.fields(JobsConfig)},
          "Training jobs: what ended jobs keep, and waiting for a store that crashed."),
+        ("metrics", MetricsConfig, METRICS_KEYS,
+         "The Prometheus endpoint (families in the README, \"Metrics and health\"); off unless a port is set."),
     )  # fmt: skip
     for table, cls, keys, about in sections:
         docs = field_docs(cls)

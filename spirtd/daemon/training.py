@@ -17,9 +17,13 @@ from spirtd.ml.tasks import HANDLER, WORKER_ENV, DataShape, over_wire
 from spirtd.workers.warm import WarmPools
 
 
-def training(store_location: Mapping[str, str], clock: Clock) -> Training:
-    """store_location is store_env(...) of the store the workers use."""
-    pools = WarmPools(HANDLER, {**WORKER_ENV, **store_location}, clock)
+def warm_pools(store_location: Mapping[str, str], clock: Clock) -> WarmPools:
+    """The worker pools serving the gradient handler; store_location is
+    store_env(...) of the store the workers use."""
+    return WarmPools(HANDLER, {**WORKER_ENV, **store_location}, clock)
+
+
+def training(pools: WarmPools) -> Training:
 
     @contextlib.asynccontextmanager
     async def invoker(spec: JobSpec) -> AsyncIterator:

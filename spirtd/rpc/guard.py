@@ -4,7 +4,7 @@ The handshake (gRPC's, with require_client_auth) already refused callers
 without a certificate from the cluster CA. GuardInterceptor then, for every
 call: takes the caller's identity from its certificate, refuses it if the
 certificate is revoked, and refuses client certificates anywhere but
-Control. Handlers check that a message's claimed sender is the caller
+Control and the standard health and reflection services. Handlers check that a message's claimed sender is the caller
 (check_sender). Every refusal is a clear status for the caller, a log line
 (at a bounded rate) and a counter.
 
@@ -31,11 +31,16 @@ from google.protobuf.message import DecodeError
 from spirtd.clock import SystemClock
 from spirtd.errors import ConfigError, SecurityError
 from spirtd.rpc.counters import Counters
+from spirtd.rpc.health import HEALTH_SERVICE
+from spirtd.rpc.reflection import REFLECTION_SERVICE
 from spirtd.rpc.refusals import RefusalLog
 from spirtd.security.identity import Identity, Role, identity_from_pem
 from spirtd.security.revocation import RevocationList
 
-CONTROL_PREFIX = "/spirt.v1.Control/"
+CONTROL_SERVICE = "spirt.v1.Control"
+# What clients and operators may call (peers call anything): Control, and
+# the read-only standard services that say whether it serves and what it is.
+CLIENT_SERVICES = frozenset({CONTROL_SERVICE, HEALTH_SERVICE, REFLECTION_SERVICE})
 # A revoked caller is told so with the revocation list itself (signed by the
 # CA, so it can check it), and stops instead of thinking the others dead.
 CRL_TRAILER = "spirt-crl-bin"
@@ -131,10 +136,10 @@ class Guard:
                 f"(revocation list {self._revocations.number})",  # type: ignore[union-attr]
             )
         self.serials[identity.name] = identity.serial
-        if identity.role is not Role.PEER and not method.startswith(CONTROL_PREFIX):
+        if identity.role is not Role.PEER and _service_of(method) not in CLIENT_SERVICES:
             await self.refuse(
                 context, grpc.StatusCode.PERMISSION_DENIED, "role",
-                f"{identity} may call only the Control service, not {_service_of(method)}",
+                f"{identity} may call only the Control service (and health, reflection), not {_service_of(method)}",
             )
         return identity
 

@@ -39,6 +39,11 @@ _PEER = re.compile(r"endpoint_peer_address=([^,}\s]+)")
 _SSL_REASON = re.compile(r"OPENSSL_internal:([A-Z_]+)(?:: ([^:]+))?")
 
 
+# Every reason classify() gives (refused.<reason> counters).
+HANDSHAKE_REASONS = ("no_certificate", "unknown_ca", "expired", "not_yet_valid", "not_tls", "handshake_timeout",
+                     "tls_failed")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class HandshakeRefusal:
     peer: str    # e.g. ipv4:10.77.0.12:41234

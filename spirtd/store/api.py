@@ -18,7 +18,7 @@ import contextlib
 import enum
 import secrets
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable, ClassVar, Mapping, Sequence
+from typing import AsyncIterator, Callable, ClassVar, Iterator, Mapping, Sequence
 
 import numpy as np
 import redis.asyncio as aioredis
@@ -29,6 +29,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from spirtd.aggregation import RuleCall, Statistic, check_given, validate_call
 from spirtd.aggregation.base import Statistics
 from spirtd.aggregation.statistics import check_count, find_statistic
+from spirtd.clock import Clock
 from spirtd.errors import (
     ConfigError,
     InvalidTensor,
@@ -49,6 +50,9 @@ MAX_DIMS = 32
 STAGING_SUFFIX = ":spirt-staging:"
 # Written and deleted by flush_to_disk; reserved.
 DURABILITY_BARRIER_KEY = "spirt:durability-barrier"
+# Told the name of each command the store sent (AI.TENSORSET, SPIRT.AGGREGATE,
+# EVAL, ...) and the seconds it took, replied or failed.
+CommandObserver = Callable[[str, float], None]
 _SCAN_COUNT = 512
 _DELETE_BATCH = 512
 # write_fields_if_run: the server's run id changes at every restart.
@@ -187,6 +191,26 @@ class TensorStore(abc.ABC):
         self.client = client
         self.chunk_bytes = chunk_bytes
         self._durability_lock = asyncio.Lock()
+        self._timer: tuple[Clock, CommandObserver] | None = None
+
+    def time_commands(self, clock: Clock, observe: CommandObserver) -> None:
+        """From now on, tells observe(name, seconds) of every command sent
+        through this store's call path (the plain backend's pipelines, SCAN
+        and CONFIG GET are not timed; workers' commands are their own)."""
+        self._timer = (clock, observe)
+
+    @contextlib.contextmanager
+    def _timed(self, name: str) -> Iterator[None]:
+        timer = self._timer
+        if timer is None:
+            yield
+            return
+        clock, observe = timer
+        start = clock.monotonic()
+        try:
+            yield
+        finally:
+            observe(name, clock.monotonic() - start)
 
     # ---- lifecycle ----
 
@@ -329,7 +353,8 @@ class TensorStore(abc.ABC):
         crash and come back (with whatever its disk held) never lands."""
         args = [part for pair in fields.items() for part in pair]
         try:
-            await self.client.eval(_WRITE_IF_RUN, 1, key, run_id, *args)
+            with self._timed("EVAL"):
+                await self.client.eval(_WRITE_IF_RUN, 1, key, run_id, *args)
         except ResponseError as exc:
             if error_text(exc).startswith(_RESTARTED_REPLY):
                 raise StoreRestarted(f"the store restarted (it is no longer run {run_id})") from None
@@ -417,7 +442,8 @@ class TensorStore(abc.ABC):
 
     async def _call(self, *args: object, key: str | None = None) -> object:
         try:
-            return await self.client.execute_command(*args)
+            with self._timed(str(args[0]).upper()):
+                return await self.client.execute_command(*args)
         except ResponseError as exc:
             raise translate(exc, key) from exc
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:

@@ -169,3 +169,27 @@ def test_config_data_dir_that_cannot_be_made(tmp_path):
         node_state.make_data_dir(in_the_way)
     with pytest.raises(ConfigError, match="data_dir .* cannot be made: Not a directory"):
         node_state.make_data_dir(in_the_way / "sub")
+
+
+def test_config_metrics_off_unless_a_port_is_set():
+    base = {"id": "n1", "listen": "127.0.0.1:0", **CERTS}
+    assert not build({}, {}, base).metrics.enabled
+    metrics = build({"metrics": {"port": 9464}}, {}, base).metrics
+    assert metrics.enabled and (metrics.host, metrics.port) == ("127.0.0.1", 9464)  # loopback by default
+    assert build({"metrics": {"port": 0, "host": "0.0.0.0"}}, {}, base).metrics.host == "0.0.0.0"
+
+
+@pytest.mark.parametrize(
+    "metrics, words",
+    [
+        ({"port": 70000}, "[metrics] port must be an integer from 0 to 65535, not 70000"),
+        ({"port": "9464"}, "[metrics] port must be an integer"),
+        ({"port": True}, "[metrics] port must be an integer"),
+        ({"port": 9464, "host": ""}, "[metrics] host must be an address or host name"),
+        ({"path": "/m"}, "unknown key 'path' in [metrics]; known keys: host, port"),
+    ],
+)
+def test_config_refuses_bad_metrics_settings(metrics, words):
+    with pytest.raises(ConfigError) as info:
+        build({"metrics": metrics}, {}, {"id": "n1", "listen": "127.0.0.1:0", **CERTS})
+    assert words in str(info.value)

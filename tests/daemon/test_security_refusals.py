@@ -104,7 +104,7 @@ async def test_client_certificate_calling_a_peer_service(two_peers, certs):
     target = two_peers[0]
     err = await gossip(certs, target.address, "client", "client")
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert err.details() == "client 'client' may call only the Control service, not spirt.v1.Membership"
+    assert err.details() == "client 'client' may call only the Control service (and health, reflection), not spirt.v1.Membership"
     await refusal_logged(target, "role")
     assert await counter(certs, target, "refused.role") == 1
     await still_serving(certs, two_peers)

@@ -9,6 +9,7 @@ from spirtd.daemon.config import DaemonConfig
 from spirtd.membership.config import MembershipConfig
 from spirtd.store.server import StoreServerConfig
 from spirtd.jobs.config import JobsConfig
+from spirtd.metrics.config import MetricsConfig
 
 
 def test_settings_page_is_current():
@@ -18,7 +19,8 @@ def test_settings_page_is_current():
 def test_every_setting_has_a_meaning():
     for cls, names in ((DaemonConfig, TOP_KEYS), (StoreServerConfig, STORE_KEYS.values()),
                        (MembershipConfig, [f.name for f in dataclasses.fields(MembershipConfig)]),
-                       (JobsConfig, [f.name for f in dataclasses.fields(JobsConfig)])):  # fmt: skip
+                       (JobsConfig, [f.name for f in dataclasses.fields(JobsConfig)]),
+                       (MetricsConfig, [f.name for f in dataclasses.fields(MetricsConfig)])):  # fmt: skip
         docs = field_docs(cls)
         assert all(docs.get(name) for name in names), (cls.__name__, [n for n in names if not docs.get(n)])
 

@@ -104,7 +104,7 @@ async def test_guard_lets_clients_call_only_control(certs, served, caplog):
     with caplog.at_level(logging.WARNING, logger="spirtd.security"):
         err = await refused(certs, port, "alice", "/spirt.v1.Membership/Gossip")
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert err.details() == "client 'alice' may call only the Control service, not spirt.v1.Membership"
+    assert err.details() == "client 'alice' may call only the Control service (and health, reflection), not spirt.v1.Membership"
     assert counters.get("refused.role") == 1
     assert "refused a call from ipv4:127.0.0.1:" in caplog.text and "may call only" in caplog.text
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from spirtd.clock import SystemClock
-from spirtd.errors import SpirtError
+from spirtd.errors import InvocationFailed, SpirtError
 from spirtd.workers.config import PoolConfig, PoolMode
 from spirtd.workers.pool import PoolPhase
-from spirtd.workers.warm import WarmPools
+from spirtd.workers.warm import WarmPools, WorkerTotals
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,5 +47,33 @@ async def test_a_job_with_the_same_settings_takes_the_warm_workers():
         kept = pools._kept[1]
         await pools.idle()
         assert kept.phase is PoolPhase.CLOSED and pools._kept is None
+    finally:
+        await pools.aclose()
+
+
+async def test_totals_sum_up_every_pool_closed_ones_included():
+    pools = WarmPools("tests.workers.pool_handlers:echo", {"PYTHONPATH": str(ROOT)}, SystemClock())
+    try:
+        async with pools.invoker(spec()) as invoke:
+            await invoke({"value": 1})
+            await invoke({"value": 2})
+        async with pools.invoker(PoolConfig(mode=PoolMode.COLD, concurrency=1)) as invoke:  # closes the warm one
+            await invoke({"value": 3})
+            assert pools.totals() == WorkerTotals(invocations=3, cold_starts=1, warm_starts=1)
+            await invoke({"value": 4})
+        await pools.idle()
+        assert pools.totals() == WorkerTotals(invocations=4, cold_starts=2, warm_starts=1)
+    finally:
+        await pools.aclose()
+
+
+async def test_totals_count_retries_and_failed_invocations():
+    pools = WarmPools("tests.workers.pool_handlers:raise_error", {"PYTHONPATH": str(ROOT)}, SystemClock())
+    try:
+        async with pools.invoker(PoolConfig(mode=PoolMode.WARM, concurrency=1, max_attempts=2)) as invoke:
+            with pytest.raises(InvocationFailed):
+                await invoke({"id": 7})
+        totals = pools.totals()
+        assert (totals.invocations, totals.failures, totals.retries) == (0, 1, 1)
     finally:
         await pools.aclose()
