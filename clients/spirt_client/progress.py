@@ -1,0 +1,44 @@
+"""A progress bar of a job's rounds (tqdm.auto: a widget in a notebook,
+text in a terminal), fed round events: round of total, loss, accuracy and
+the round's participants."""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+from spirt_client.results import RoundEvent
+
+
+class RoundBar:
+    def __init__(self, *, file: IO[str] | None = None, description: str = "") -> None:
+        self._file = file
+        self._description = description
+        self._bar: Any = None
+        self._accuracy: float | None = None  # the last evaluation's: most rounds have none
+
+    def update(self, event: RoundEvent) -> None:
+        if self._bar is None:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=event.total_rounds or None, unit="round", desc=self._description or None,
+                             file=self._file, dynamic_ncols=True)  # fmt: skip
+        self._accuracy = event.accuracy if event.accuracy is not None else self._accuracy
+        self._bar.n = event.round
+        self._bar.set_postfix(postfix(event, self._accuracy), refresh=True)
+        if event.state.ended:
+            self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def postfix(event: RoundEvent, accuracy: float | None) -> dict[str, Any]:
+    post: dict[str, Any] = {"loss": "-" if event.loss is None else f"{event.loss:.4f}"}
+    if accuracy is not None:
+        post["acc"] = f"{accuracy:.3f}"
+    if event.participants:
+        post["peers"] = len(event.participants)
+    if event.retried or event.dropped:
+        post["retried"], post["dropped"] = event.retried, event.dropped
+    return post
