@@ -36,19 +36,21 @@ class AsyncClient(ClientBase):
         await self._channel.close()
 
     async def _call(self, ask: Ask[R]) -> R:
+        deadline = self._deadline(ask)
         try:
-            reply = await getattr(self._stub, ask.rpc)(ask.request, timeout=self._deadline(ask))
+            reply = await getattr(self._stub, ask.rpc)(ask.request, timeout=deadline)
         except grpc.RpcError as exc:
-            raise self._failed(exc) from None
+            raise self._failed(exc, deadline) from None
         return ask.read(reply)
 
-    async def _stream(self, ask: Ask[R]) -> AsyncIterator[R]:
-        call = getattr(self._stub, ask.rpc)(ask.request, timeout=self._deadline(ask))
+    async def _stream(self, ask: Ask[R], timeout_s: float | None = None) -> AsyncIterator[R]:
+        deadline = self._deadline(ask, timeout_s)
+        call = getattr(self._stub, ask.rpc)(ask.request, timeout=deadline)
         try:
             async for message in call:
                 yield ask.read(message)
         except grpc.RpcError as exc:
-            raise self._failed(exc) from None
+            raise self._failed(exc, deadline) from None
         finally:
             call.cancel()
 
@@ -76,14 +78,15 @@ class AsyncClient(ClientBase):
         """Every job the peer knows, oldest first."""
         return await self._call(calls.jobs())
 
-    async def events(self, job_id: str, *, progress: bool = False, file: IO[str] | None = None
-                     ) -> AsyncIterator[RoundEvent]:  # fmt: skip
+    async def events(self, job_id: str, *, progress: bool = False, file: IO[str] | None = None,
+                     timeout_s: float | None = None) -> AsyncIterator[RoundEvent]:  # fmt: skip
         """The job's round events (those the peer keeps, then each new one)
         until it ends; progress: a tqdm bar of the rounds as well (into
-        file, default stderr; a widget in a notebook)."""
+        file, default stderr; a widget in a notebook); timeout_s: give up
+        (CallTimedOut) if it has not ended by then (default: never)."""
         bar = RoundBar(file=file, description=f"job {job_id}") if progress else None
         try:
-            async for event in self._stream(calls.events(job_id)):
+            async for event in self._stream(calls.events(job_id), timeout_s):
                 if bar is not None:
                     bar.update(event)
                 yield event
@@ -91,9 +94,11 @@ class AsyncClient(ClientBase):
             if bar is not None:
                 bar.close()
 
-    async def wait(self, job_id: str, *, progress: bool = False, file: IO[str] | None = None) -> JobStatus:
-        """Waits for the job's end (with a progress bar if asked); returns its final status."""
-        async for _ in self.events(job_id, progress=progress, file=file):
+    async def wait(self, job_id: str, *, progress: bool = False, file: IO[str] | None = None,
+                   timeout_s: float | None = None) -> JobStatus:  # fmt: skip
+        """Waits for the job's end (with a progress bar if asked, at most
+        timeout_s if given); returns its final status."""
+        async for _ in self.events(job_id, progress=progress, file=file, timeout_s=timeout_s):
             pass
         return await self.job_status(job_id)
 

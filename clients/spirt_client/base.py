@@ -32,11 +32,14 @@ class ClientBase:
     def address(self) -> str:
         return self.target.address
 
-    def _deadline(self, ask: Ask) -> float | None:
+    def _deadline(self, ask: Ask, timeout_s: float | None = None) -> float | None:
+        """timeout_s if given, else the client's for a bounded call, else none."""
+        if timeout_s is not None:
+            return timeout_s
         return self.timeout_s if ask.bounded else None
 
-    def _failed(self, exc: grpc.RpcError) -> CallFailed:
-        return explain(exc, self.target, self.timeout_s)
+    def _failed(self, exc: grpc.RpcError, timeout_s: float | None) -> CallFailed:
+        return explain(exc, self.target, timeout_s)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.target.address!r}, name={self.target.name!r})"

@@ -14,10 +14,12 @@ from spirt_client.results import JobStatus, RoundEvent
 
 FIGURE_SIZE_IN = (12.0, 8.0)
 DPI = 100
-# A palette that stays apart for readers with the common colour blindnesses (Okabe and Ito).
 # The phase chart's axis ends at this multiple of this quantile of the rounds' times.
 OUTLIER_QUANTILE = 0.9
 OUTLIER_HEADROOM = 2.0
+# Up to this many rounds, the phase chart's bars have gaps between them.
+GAPPED_BARS = 50
+# A palette that stays apart for readers with the common colour blindnesses (Okabe and Ito).
 COLOURS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 
 
@@ -32,11 +34,15 @@ def plot_job(status: JobStatus, events: Sequence[RoundEvent], output: str | Path
     figure = Figure(figsize=FIGURE_SIZE_IN, dpi=DPI, layout="constrained")
     FigureCanvasAgg(figure)
     figure.suptitle(_title(status, rounds), fontsize=13)
-    (loss, peers), (phases, traffic) = figure.subplots(2, 2)
-    _loss_and_accuracy(loss, rounds)
-    _participants(peers, rounds)
-    _phases(phases, rounds)
-    _bytes(traffic, rounds)
+    for ax, (title, draw) in zip(figure.subplots(2, 2).flat, PANELS):
+        ax.set_title(title)
+        ax.set_xlabel("round")
+        if rounds:
+            draw(ax, rounds)
+        else:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            _empty(ax, "no round done yet")
     if output is not None:
         figure.savefig(output)
     return figure
@@ -50,8 +56,6 @@ def _title(status: JobStatus, rounds: Sequence[RoundEvent]) -> str:
 
 
 def _loss_and_accuracy(ax, rounds: Sequence[RoundEvent]) -> None:
-    ax.set_title("Training loss and validation accuracy")
-    ax.set_xlabel("round")
     ax.set_ylabel("training loss")
     points = [(e.round, e.loss) for e in rounds if e.loss is not None]
     lines = ax.plot(*_columns(points), color=COLOURS[0], label="training loss")
@@ -63,42 +67,32 @@ def _loss_and_accuracy(ax, rounds: Sequence[RoundEvent]) -> None:
     evaluated = evaluated or [(e.round, e.accuracy) for e in rounds if e.accuracy is not None]
     lines += right.plot(*_columns(evaluated), color=COLOURS[1], marker="o", label="validation accuracy")
     ax.legend(lines, [line.get_label() for line in lines], loc="center right")
-    if not points:
-        _empty(ax, "no round done yet")
 
 
 def _participants(ax, rounds: Sequence[RoundEvent]) -> None:
-    ax.set_title("Participants per round")
-    ax.set_xlabel("round")
     ax.set_ylabel("peers")
     xs = [e.round for e in rounds]
     ax.step(xs, [len(e.participants) for e in rounds], where="mid", color=COLOURS[2], label="took part")
     ax.step(xs, [len(e.excluded) for e in rounds], where="mid", color=COLOURS[3], linestyle="--",
             label="left out")  # fmt: skip
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, max([len(e.participants) for e in rounds], default=0) + 1)
     ax.yaxis.get_major_locator().set_params(integer=True)
     ax.legend(loc="lower right")
-    if not rounds:
-        _empty(ax, "no round done yet")
 
 
 def _phases(ax, rounds: Sequence[RoundEvent]) -> None:
-    ax.set_title("Time of each phase per round")
-    ax.set_xlabel("round")
     ax.set_ylabel("seconds")
     names = [p for p in PHASES if any(p in e.phase_s for e in rounds)]
     names += sorted({p for e in rounds for p in e.phase_s} - set(names))
     xs = [e.round for e in rounds]
     bottom = [0.0] * len(rounds)
+    width = 0.9 if len(rounds) <= GAPPED_BARS else 1.0  # thin gaps between many bars only flicker
     for i, name in enumerate(names):
         heights = [e.phase_s.get(name, 0.0) for e in rounds]
-        ax.bar(xs, heights, bottom=bottom, width=0.9, color=COLOURS[i % len(COLOURS)], label=name, linewidth=0)
+        ax.bar(xs, heights, bottom=bottom, width=width, color=COLOURS[i % len(COLOURS)], label=name, linewidth=0)
         bottom = [b + h for b, h in zip(bottom, heights)]
-    if names:
-        ax.legend(loc="upper right", ncols=2, fontsize="small")
-        _clip_outliers(ax, xs, bottom)
-    else:
-        _empty(ax, "no round done yet")
+    ax.legend(loc="upper right", ncols=2, fontsize="small")
+    _clip_outliers(ax, xs, bottom)
 
 
 def _clip_outliers(ax, xs: Sequence[int], totals: Sequence[float]) -> None:
@@ -117,8 +111,6 @@ def _clip_outliers(ax, xs: Sequence[int], totals: Sequence[float]) -> None:
 
 
 def _bytes(ax, rounds: Sequence[RoundEvent]) -> None:
-    ax.set_title("Bytes exchanged with the other peers per round")
-    ax.set_xlabel("round")
     scale, unit = _byte_unit(max([max(e.sent_bytes, e.received_bytes) for e in rounds], default=0))
     ax.set_ylabel(unit)
     xs = [e.round for e in rounds]
@@ -126,8 +118,17 @@ def _bytes(ax, rounds: Sequence[RoundEvent]) -> None:
     ax.plot(xs, [e.received_bytes / scale for e in rounds], color=COLOURS[3], linestyle="--", label="received")
     ax.set_ylim(bottom=0)
     ax.legend(loc="lower right")
-    if rounds and not any(e.sent_bytes or e.received_bytes for e in rounds):
+    if not any(e.sent_bytes or e.received_bytes for e in rounds):
+        ax.set_yticks([])
         _empty(ax, "nothing exchanged: one peer trained alone")
+
+
+PANELS = (
+    ("Training loss and validation accuracy", _loss_and_accuracy),
+    ("Participants per round", _participants),
+    ("Time of each phase per round", _phases),
+    ("Bytes exchanged with the other peers per round", _bytes),
+)
 
 
 def _byte_unit(largest: int) -> tuple[float, str]:

@@ -15,9 +15,10 @@ _SUFFIXES = {".toml": "toml", ".json": "json"}
 
 def spec_text(spec: Spec) -> tuple[str, str]:
     """(text, format): a mapping as JSON; a path (a Path, or a one-line
-    string naming a .toml or .json file, or any existing file) read, its
-    format from its suffix or its first character; other strings are the
-    spec's text (JSON if it starts with '{', else TOML)."""
+    string not starting with '{' that names a .toml or .json file, or any
+    existing file) read, its format from its suffix or its first character;
+    other strings are the spec's text (JSON if it starts with '{', else
+    TOML)."""
     if isinstance(spec, Mapping):
         return json.dumps(spec), "json"
     if isinstance(spec, os.PathLike) or _looks_like_a_path(spec):
@@ -32,9 +33,12 @@ def spec_text(spec: Spec) -> tuple[str, str]:
 
 
 def _looks_like_a_path(spec: Any) -> bool:
-    if not isinstance(spec, str) or "\n" in spec or not spec.strip():
+    if not isinstance(spec, str) or "\n" in spec or not spec.strip() or spec.lstrip().startswith("{"):
         return False
-    return Path(spec).suffix.lower() in _SUFFIXES or Path(spec).is_file()
+    try:
+        return Path(spec).suffix.lower() in _SUFFIXES or Path(spec).is_file()
+    except OSError:  # a name too long to be a file's
+        return False
 
 
 def _sniff(text: str) -> str:

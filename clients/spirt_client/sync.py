@@ -37,19 +37,21 @@ class Client(ClientBase):
         self._channel.close()
 
     def _call(self, ask: Ask[R]) -> R:
+        deadline = self._deadline(ask)
         try:
-            reply = getattr(self._stub, ask.rpc)(ask.request, timeout=self._deadline(ask))
+            reply = getattr(self._stub, ask.rpc)(ask.request, timeout=deadline)
         except grpc.RpcError as exc:
-            raise self._failed(exc) from None
+            raise self._failed(exc, deadline) from None
         return ask.read(reply)
 
-    def _stream(self, ask: Ask[R]) -> Iterator[R]:
-        call = getattr(self._stub, ask.rpc)(ask.request, timeout=self._deadline(ask))
+    def _stream(self, ask: Ask[R], timeout_s: float | None = None) -> Iterator[R]:
+        deadline = self._deadline(ask, timeout_s)
+        call = getattr(self._stub, ask.rpc)(ask.request, timeout=deadline)
         try:
             for message in call:
                 yield ask.read(message)
         except grpc.RpcError as exc:
-            raise self._failed(exc) from None
+            raise self._failed(exc, deadline) from None
         finally:
             call.cancel()
 
@@ -76,13 +78,15 @@ class Client(ClientBase):
         """Every job the peer knows, oldest first."""
         return self._call(calls.jobs())
 
-    def events(self, job_id: str, *, progress: bool = False, file: IO[str] | None = None) -> Iterator[RoundEvent]:
+    def events(self, job_id: str, *, progress: bool = False, file: IO[str] | None = None,
+               timeout_s: float | None = None) -> Iterator[RoundEvent]:  # fmt: skip
         """The job's round events (those the peer keeps, then each new one)
         until it ends; progress: a tqdm bar of the rounds as well (into
-        file, default stderr; a widget in a notebook)."""
+        file, default stderr; a widget in a notebook); timeout_s: give up
+        (CallTimedOut) if it has not ended by then (default: never)."""
         bar = RoundBar(file=file, description=f"job {job_id}") if progress else None
         try:
-            for event in self._stream(calls.events(job_id)):
+            for event in self._stream(calls.events(job_id), timeout_s):
                 if bar is not None:
                     bar.update(event)
                 yield event
@@ -90,9 +94,11 @@ class Client(ClientBase):
             if bar is not None:
                 bar.close()
 
-    def wait(self, job_id: str, *, progress: bool = False, file: IO[str] | None = None) -> JobStatus:
-        """Waits for the job's end (with a progress bar if asked); returns its final status."""
-        for _ in self.events(job_id, progress=progress, file=file):
+    def wait(self, job_id: str, *, progress: bool = False, file: IO[str] | None = None,
+             timeout_s: float | None = None) -> JobStatus:  # fmt: skip
+        """Waits for the job's end (with a progress bar if asked, at most
+        timeout_s if given); returns its final status."""
+        for _ in self.events(job_id, progress=progress, file=file, timeout_s=timeout_s):
             pass
         return self.job_status(job_id)
 
