@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import shutil
 import tempfile
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +20,27 @@ from tests.daemon.peers import Peer, Peers
 ROUNDS = 12
 EVAL_EVERY = 4
 # The MLP on digits, one warm worker: a few seconds, evaluations at rounds 4, 8 and 12.
-SMALL_JOB = {
-    "model": "mlp", "dataset": "digits", "batch_size": 32, "minibatches_per_round": 4, "rounds": ROUNDS, "seed": 7,
-    "eval_every": EVAL_EVERY, "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9},
-    "limits": {"invocation_timeout_s": 30, "invocation_memory_mb": 1024, "max_attempts": 3},
-    "workers": {"mode": "warm", "concurrency": 1},
-}  # fmt: skip
+SMALL_JOB_TOML = f"""
+model = "mlp"
+dataset = "digits"
+batch_size = 32
+minibatches_per_round = 4
+rounds = {ROUNDS}
+seed = 7
+eval_every = {EVAL_EVERY}
+[optimizer]
+name = "sgd"
+lr = 0.1
+momentum = 0.9
+[limits]
+invocation_timeout_s = 30
+invocation_memory_mb = 1024
+max_attempts = 3
+[workers]
+mode = "warm"
+concurrency = 1
+"""
+SMALL_JOB = tomllib.loads(SMALL_JOB_TOML)
 # Long enough to be running whenever a test looks; always cancelled.
 LONG_JOB = {**SMALL_JOB, "rounds": 100_000}
 JOB_TIMEOUT_S = 120.0

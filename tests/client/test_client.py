@@ -17,7 +17,7 @@ from spirt_client import AsyncClient, Client, JobState, JobStatus, Member, Membe
 from spirtd.jobs.spec import parse
 from spirtd.ml.datasets import DatasetSpec, load_dataset
 from spirtd.ml.models import ModelSpec, build_model
-from tests.client.conftest import EVAL_EVERY, LONG_JOB, ROUNDS, SMALL_JOB
+from tests.client.conftest import EVAL_EVERY, LONG_JOB, ROUNDS, SMALL_JOB, SMALL_JOB_TOML
 
 POLL_S = 0.1
 RUNNING_S = 60.0
@@ -106,8 +106,7 @@ async def test_a_running_jobs_history_then_cancel_and_submit_from_a_path_or_text
         while (await client.job_status(running)).round < 2 and time.monotonic() < deadline:
             await asyncio.sleep(POLL_S)
         history = await client.history(running)  # returns at once: what is kept so far
-        toml_text = "\n".join(f"{k} = {json.dumps(v)}" for k, v in SMALL_JOB.items() if not isinstance(v, dict))
-        queued = [await client.submit(toml_text), await client.submit(json.dumps(SMALL_JOB))]  # behind the running one
+        queued = [await client.submit(SMALL_JOB_TOML), await client.submit(json.dumps(SMALL_JOB))]  # behind it
         states = [await client.cancel(job) for job in (running, *queued)]
         ended = [(await client.job_status(job)).state for job in (running, *queued)]
     assert len(history) >= 2 and not any(e.state.ended for e in history)
