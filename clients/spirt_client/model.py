@@ -17,7 +17,7 @@ from spirt_client.errors import BadReply
 from spirtd.api.spirt.v1 import control_pb2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # tensors have no single truth value: compare digests
 class Model:
     """state_dict: parameter name -> torch tensor (float32), loadable with
     module.load_state_dict(); round: the round these parameters are of;

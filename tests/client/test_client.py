@@ -6,6 +6,7 @@ torch state dict, its history as records and a DataFrame, cancel."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import time
@@ -30,6 +31,8 @@ async def test_client_sync_calls_inside_a_running_event_loop(trained, certs):
         members = client.members()
         job = client.job_status(trained.job_id)
         listed = client.jobs()
+        with contextlib.closing(client.watch_members()) as membership:
+            joined = next(membership)  # first a join for each member known
     await asyncio.sleep(0)  # the loop is still fine
     assert isinstance(status, Status) and status.id == "node1" and status.member_count == 1
     assert members == [Member("node1", trained.peer.address, MemberState.ALIVE, members[0].incarnation,
@@ -38,6 +41,7 @@ async def test_client_sync_calls_inside_a_running_event_loop(trained, certs):
     assert (job.round, job.total_rounds, job.model, job.dataset, job.owner) == (ROUNDS, ROUNDS, "mlp", "digits", "client")
     assert job.participants == ("node1",) and 0.0 <= job.test_accuracy <= 1.0 and len(job.digest) == 64
     assert trained.job_id in [j.job_id for j in listed]
+    assert (joined.kind, joined.member.id) == ("join", "node1")
     json.dumps(job.to_dict())  # JSON-ready
 
 
