@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from spirt_client import Client, RoundEvent
-from tests.daemon.conftest import FAST_CONFIG, certs  # noqa: F401 - the session's cluster CA and certificates
+from tests.daemon.conftest import FAST_CONFIG, LOG_TAIL_LINES, certs  # noqa: F401 - the session's cluster CA and certificates
 from tests.daemon.peers import Peer, Peers
 
 ROUNDS = 12
@@ -44,6 +44,8 @@ SMALL_JOB = tomllib.loads(SMALL_JOB_TOML)
 # Long enough to be running whenever a test looks; always cancelled.
 LONG_JOB = {**SMALL_JOB, "rounds": 100_000}
 JOB_TIMEOUT_S = 120.0
+# A call's deadline: roomier than the client's default, for two cores shared with other tests.
+CALL_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,11 @@ def peer(certs) -> Peer:  # noqa: F811
 @pytest.fixture(scope="package")
 def trained(peer, certs) -> Trained:  # noqa: F811
     bar = io.StringIO()
-    with Client(peer.address, certs) as client:
-        job_id = client.submit(SMALL_JOB)
-        events = list(client.events(job_id, progress=True, file=bar, timeout_s=JOB_TIMEOUT_S))
+    try:
+        with Client(peer.address, certs, timeout_s=CALL_S) as client:
+            job_id = client.submit(SMALL_JOB)
+            events = list(client.events(job_id, progress=True, file=bar, timeout_s=JOB_TIMEOUT_S))
+    except BaseException:  # shown with the error: what the peer said meanwhile
+        print(f"--- the last lines of {peer.id}'s log ---", *peer.log_text().splitlines()[-LOG_TAIL_LINES:], sep="\n")
+        raise
     return Trained(peer, job_id, events, bar.getvalue())

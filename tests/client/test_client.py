@@ -18,7 +18,7 @@ from spirt_client import AsyncClient, Client, JobState, JobStatus, Member, Membe
 from spirtd.jobs.spec import parse
 from spirtd.ml.datasets import DatasetSpec, load_dataset
 from spirtd.ml.models import ModelSpec, build_model
-from tests.client.conftest import EVAL_EVERY, LONG_JOB, ROUNDS, SMALL_JOB, SMALL_JOB_TOML
+from tests.client.conftest import CALL_S, EVAL_EVERY, LONG_JOB, ROUNDS, SMALL_JOB, SMALL_JOB_TOML
 
 POLL_S = 0.1
 RUNNING_S = 60.0
@@ -26,7 +26,7 @@ RUNNING_S = 60.0
 
 async def test_client_sync_calls_inside_a_running_event_loop(trained, certs):
     asyncio.get_running_loop()  # the loop a notebook has: the sync client must not need its own
-    with Client(trained.peer.address, certs) as client:
+    with Client(trained.peer.address, certs, timeout_s=CALL_S) as client:
         status = client.status()
         members = client.members()
         job = client.job_status(trained.job_id)
@@ -60,9 +60,9 @@ def test_the_events_of_a_job_iterated_to_its_end_with_a_bar(trained):
 async def test_async_client_has_the_same_methods_and_results(trained, certs):
     public = {n for n, _ in inspect.getmembers(Client, inspect.isfunction) if not n.startswith("_")} - {"close"}
     assert public == {n for n, _ in inspect.getmembers(AsyncClient, inspect.isfunction) if not n.startswith("_")} - {"aclose"}
-    with Client(trained.peer.address, certs) as client:
+    with Client(trained.peer.address, certs, timeout_s=CALL_S) as client:
         sync_job, sync_history = client.job_status(trained.job_id), client.history(trained.job_id)
-    async with AsyncClient(trained.peer.address, certs) as client:
+    async with AsyncClient(trained.peer.address, certs, timeout_s=CALL_S) as client:
         status = await client.status()
         job = await client.job_status(trained.job_id)
         events = [e async for e in client.events(trained.job_id, timeout_s=RUNNING_S)]  # an ended job: what is kept
@@ -74,7 +74,7 @@ async def test_async_client_has_the_same_methods_and_results(trained, certs):
 
 
 def test_the_model_is_a_state_dict_torch_loads(trained, certs):
-    with Client(trained.peer.address, certs) as client:
+    with Client(trained.peer.address, certs, timeout_s=CALL_S) as client:
         model = client.model(trained.job_id)
         final = client.job_status(trained.job_id)
     assert isinstance(model, Model) and model.round == ROUNDS and model.digest == final.digest
@@ -91,7 +91,7 @@ def test_the_model_is_a_state_dict_torch_loads(trained, certs):
 
 
 def test_history_as_records_and_a_dataframe(trained, certs):
-    with Client(trained.peer.address, certs) as client:
+    with Client(trained.peer.address, certs, timeout_s=CALL_S) as client:
         history = client.history(trained.job_id)
         frame = client.history_frame(trained.job_id)
     assert history == trained.events
@@ -104,7 +104,7 @@ def test_history_as_records_and_a_dataframe(trained, certs):
 async def test_a_running_jobs_history_then_cancel_and_submit_from_a_path_or_text(trained, certs, tmp_path):
     spec_file = tmp_path / "long.json"
     spec_file.write_text(json.dumps(LONG_JOB))
-    async with AsyncClient(trained.peer.address, certs) as client:
+    async with AsyncClient(trained.peer.address, certs, timeout_s=CALL_S) as client:
         running = await client.submit(spec_file)
         deadline = time.monotonic() + RUNNING_S
         while (await client.job_status(running)).round < 2 and time.monotonic() < deadline:

@@ -22,12 +22,14 @@ from spirt_client import (
 from spirtd.errors import ConfigError
 from spirtd.security import ca
 from spirtd.security.identity import Role
+from tests.client.conftest import CALL_S
 
 SHORT_TIMEOUT_S = 0.5
 
 
 def ask(kind: str, address: str, certs, method: str, *args, **options):
     """Calls method on a Client (from a plain thread) or an AsyncClient (in an event loop)."""
+    options.setdefault("timeout_s", CALL_S)
     if kind == "sync":
         with Client(address, certs, **options) as client:
             return getattr(client, method)(*args)

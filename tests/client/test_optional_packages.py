@@ -11,6 +11,7 @@ import pytest
 from spirt_client import MissingDependency
 from spirt_client.history import frame
 from spirt_client.plot import plot_job
+from tests.client.conftest import CALL_S
 
 
 def test_without_pandas_a_frame_says_how_to_get_it(monkeypatch):
@@ -22,7 +23,7 @@ def test_without_pandas_a_frame_says_how_to_get_it(monkeypatch):
 def test_without_matplotlib_a_plot_says_how_to_get_it(monkeypatch, trained, certs):
     from spirt_client import Client
 
-    with Client(trained.peer.address, certs) as client:
+    with Client(trained.peer.address, certs, timeout_s=CALL_S) as client:
         status, events = client.job_status(trained.job_id), client.history(trained.job_id)
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(MissingDependency, match="plotting a job needs matplotlib"):

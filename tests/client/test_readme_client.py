@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.client.conftest import SMALL_JOB_TOML
+from tests.client.conftest import CALL_S, SMALL_JOB_TOML
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
@@ -20,7 +20,8 @@ def client_example() -> str:
 def test_the_readme_client_example_runs(peer, certs, tmp_path, monkeypatch, capsys):
     (tmp_path / "digits.toml").write_text(SMALL_JOB_TOML)
     monkeypatch.chdir(tmp_path)
-    code = client_example().replace('"127.0.0.1:7101"', repr(peer.address)).replace('"certs/mine"', repr(str(certs)))
+    code = client_example().replace('"127.0.0.1:7101"', repr(peer.address))
+    code = code.replace('"certs/mine")', f"{str(certs)!r}, timeout_s={CALL_S})")  # two cores shared with other tests
     exec(compile(code, "README client example", "exec"), {})
     assert (tmp_path / "rounds.png").stat().st_size > 0
     printed = capsys.readouterr()

@@ -15,17 +15,17 @@ import termios
 from PIL import Image
 
 from spirt_client.plot import DPI, FIGURE_SIZE_IN
-from tests.client.conftest import LONG_JOB, ROUNDS
+from tests.client.conftest import CALL_S, LONG_JOB, ROUNDS
 from tests.daemon.peers import SPIRTCTL
 
-CALL_S = 60.0
+RUN_S = 60.0
 # A 1200 x 800 page of four charts with text: well over a blank page's few KiB, well under a photo's MiBs.
 PNG_BYTES = (20_000, 1_000_000)
 
 
 def spirtctl(peer, certs, *args, **kw) -> subprocess.CompletedProcess:
-    argv = [SPIRTCTL, "--peer", peer.address, "--certs-dir", str(certs), *args]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=CALL_S, **kw)
+    argv = [SPIRTCTL, "--peer", peer.address, "--certs-dir", str(certs), "--timeout", str(CALL_S), *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=RUN_S, **kw)
 
 
 def machine(peer, certs, *args):
@@ -63,12 +63,12 @@ def test_every_control_call_answers_json(trained, certs, tmp_path):
 def test_watch_on_a_terminal_shows_a_bar_of_rounds_loss_accuracy_and_peers(trained, certs):
     main, terminal = pty.openpty()  # stderr a terminal, as in a shell, of 24 rows of 120 columns
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
-    argv = [SPIRTCTL, "--peer", trained.peer.address, "--certs-dir", str(certs), "watch", trained.job_id]
+    argv = [SPIRTCTL, "--peer", trained.peer.address, "--certs-dir", str(certs), "watch", trained.job_id]  # no deadline
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=terminal, text=True)
     os.close(terminal)
     try:
         drawn = _read_until_closed(main)  # as it draws: a full terminal would block it
-        out, _ = proc.communicate(timeout=CALL_S)
+        out, _ = proc.communicate(timeout=RUN_S)
     finally:
         os.close(main)
         proc.kill()
