@@ -8,16 +8,20 @@
     job status JOB          a job's state, round, accuracy, model digest
     job list                every job the peer knows: state, rounds, model, owner
     job delete JOB          delete an ended job: its record and its model
-    watch JOB               a job's progress (a bar on a terminal; --json: one line per round)
+    watch JOB               a job's progress (a bar on a terminal: round, loss, accuracy,
+                            peers; --json: one line per round event)
     model get JOB -o FILE   the job's model: a torch state dict (torch.save), or with
                             --format torchscript a module torch.jit.load reads
     cancel JOB              stop a job
     health [--service S]    the gRPC health check: SERVING, or NOT_SERVING while the
                             peer starts or shuts down; exits 0 only when SERVING
+    plot JOB -o FILE.png    a job's rounds on one page: loss and accuracy, participants,
+                            the time of each phase and the bytes exchanged
 
-A client may read the model of, cancel and delete only the jobs it
-submitted; an operator certificate (spirtd certs issue NAME --role
-operator) may act on any job.
+Every command takes --json (one JSON document, or for watch and members
+--watch one per line). A client may read the model of, cancel and delete
+only the jobs it submitted; an operator certificate (spirtd certs issue
+NAME --role operator) may act on any job.
 
 It authenticates with the certificate NAME (default: client) from the certs
 dir: DIR/NAME.crt and DIR/NAME.key, signed by the cluster CA in DIR/ca.crt.
@@ -32,71 +36,42 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
-import grpc
-from google.protobuf.json_format import MessageToDict
-
-from spirtd.api.spirt.v1 import control_pb2, membership_pb2
+from spirt_client import AsyncClient, ClientError, Member, Status
+from spirt_client.connection import DEFAULT_TIMEOUT_S
 from spirtd.errors import ConfigError, SpirtError
 from spirtctl import health, jobs
-from spirtctl.connection import CallFailed, control_stub, explain, open_channel
 
-DEFAULT_TIMEOUT_S = 10.0
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def member_dict(m: control_pb2.MemberInfo) -> dict[str, Any]:
-    return {
-        "id": m.id,
-        "address": m.address,
-        "state": membership_pb2.MemberState.Name(m.state).lower(),
-        "incarnation": m.incarnation,
-        "rtt_ms": round(m.rtt_ms, 3),
-        "state_age_s": round(m.state_age_s, 3),
-    }
-
-
-def status_dict(s: control_pb2.StatusResponse) -> dict[str, Any]:
-    out = MessageToDict(s, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-    out["uptime_s"] = round(s.uptime_s, 3)
-    out["incarnation"] = s.incarnation
-    out["counters"] = dict(s.counters)
-    return out
-
-
-def print_status(s: control_pb2.StatusResponse) -> None:
+def print_status(s: Status) -> None:
     print(f"{s.id} (spirtd {s.version}) at {s.address}: up {s.uptime_s:.1f} s, "
           f"store {s.store_backend or 'unknown'}, {s.member_count} members ({s.alive_count} alive)")  # fmt: skip
     for name, value in sorted(s.counters.items()):
         print(f"  {name}: {value}")
 
 
-def print_members(members: list[control_pb2.MemberInfo]) -> None:
+def print_members(members: list[Member]) -> None:
     print(f"{'ID':<20} {'ADDRESS':<24} {'STATE':<8} {'INC':>5} {'RTT ms':>8}")
     for m in members:
-        d = member_dict(m)
-        print(f"{d['id']:<20} {d['address']:<24} {d['state']:<8} {d['incarnation']:>5} {d['rtt_ms']:>8.2f}")
+        print(f"{m.id:<20} {m.address:<24} {m.state:<8} {m.incarnation:>5} {m.rtt_ms:>8.2f}")
 
 
-async def membership(stub, args: argparse.Namespace) -> int:
+async def membership(client: AsyncClient, args: argparse.Namespace) -> int:
     if args.command == "status":
-        reply = await stub.Status(control_pb2.StatusRequest(), timeout=args.timeout)
-        print(json.dumps(status_dict(reply))) if args.json else print_status(reply)
+        status = await client.status()
+        print(json.dumps(status.to_dict())) if args.json else print_status(status)
     elif not args.watch:
-        reply = await stub.Members(control_pb2.MembersRequest(), timeout=args.timeout)
-        if args.json:
-            print(json.dumps([member_dict(m) for m in reply.members]))
-        else:
-            print_members(list(reply.members))
+        members = await client.members()
+        print(json.dumps([m.to_dict() for m in members])) if args.json else print_members(members)
     else:
-        request = control_pb2.WatchMembershipRequest(include_current=True)
-        async for event in stub.WatchMembership(request):
-            kind = control_pb2.MembershipEvent.Kind.Name(event.kind).lower()
+        async for event in client.watch_members(include_current=True):
             if args.json:
-                print(json.dumps({"kind": kind, "time_unix": event.time_unix, **member_dict(event.member)}), flush=True)
+                print(json.dumps({"kind": event.kind, "time_unix": event.time_unix, **event.member.to_dict()}),
+                      flush=True)  # fmt: skip
             else:
-                print(f"{kind:<8} {event.member.id} {event.member.address}", flush=True)
+                print(f"{event.kind:<8} {event.member.id} {event.member.address}", flush=True)
     return EXIT_OK
 
 
@@ -108,23 +83,15 @@ COMMANDS = {
     "watch": jobs.watch,
     "model": jobs.model_get,
     "cancel": jobs.cancel,
-}
-# Commands that call another service than Control: given the channel.
-CHANNEL_COMMANDS = {
+    "plot": jobs.plot,
     "health": health.check,
 }
 
 
 async def run(args: argparse.Namespace) -> int:
-    channel = open_channel(args.peer, args.certs_dir, args.name, args.peer_id, args.insecure)
-    try:
-        if args.command in CHANNEL_COMMANDS:
-            return await CHANNEL_COMMANDS[args.command](channel, args)
-        return await COMMANDS[args.command](control_stub(channel), args)
-    except grpc.aio.AioRpcError as exc:
-        raise explain(exc, args.peer, args.name, args.timeout) from None
-    finally:
-        await channel.close()
+    async with AsyncClient(args.peer, args.certs_dir, name=args.name, peer_id=args.peer_id, insecure=args.insecure,
+                           timeout_s=args.timeout) as client:  # fmt: skip
+        return await COMMANDS[args.command](client, args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     job_status.add_argument("job_id")
     job_status.add_argument("--json", **json_flag)
     job_actions.add_parser("list", help="every job the peer knows").add_argument("--json", **json_flag)
-    job_actions.add_parser("delete", help="delete an ended job and its model").add_argument("job_id")
+    job_delete = job_actions.add_parser("delete", help="delete an ended job and its model")
+    job_delete.add_argument("job_id")
+    job_delete.add_argument("--json", **json_flag)
     watch = commands.add_parser("watch", help="a job's progress")
     watch.add_argument("job_id")
     watch.add_argument("--json", **json_flag)
@@ -163,8 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
     model_get.add_argument("-o", "--output", required=True, help="FILE.pt")
     model_get.add_argument("--format", choices=jobs.MODEL_FORMATS, default="state-dict",
                            help="state-dict (torch.save; the default) or torchscript (torch.jit.save)")  # fmt: skip
+    model_get.add_argument("--json", **json_flag)
     cancel = commands.add_parser("cancel", help="stop a job")
     cancel.add_argument("job_id")
+    cancel.add_argument("--json", **json_flag)
+    plot = commands.add_parser("plot", help="a job's rounds as a picture")
+    plot.add_argument("job_id")
+    plot.add_argument("-o", "--output", required=True, help="FILE.png (or .svg, .pdf)")
+    plot.add_argument("--json", **json_flag)
     check = commands.add_parser("health", help="the gRPC health check (exit 0 only when SERVING)")
     check.add_argument("--service", default="", help="one service's status (default: the peer as a whole)")
     check.add_argument("--json", **json_flag)
@@ -187,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"spirtctl: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (CallFailed, SpirtError, jobs.JobEnded) as exc:
+    except (ClientError, SpirtError, jobs.JobEnded) as exc:
         print(f"spirtctl: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except (OSError, ValueError) as exc:

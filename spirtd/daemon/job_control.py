@@ -168,7 +168,11 @@ class JobControl:
 
     async def WatchJob(self, request, context):
         manager = await self._manager(context)
-        await self._guarded(context, _found(manager, request.job_id))
+        job = await self._guarded(context, _found(manager, request.job_id))
+        if request.history_only:
+            for report in list(job.events):
+                yield round_event(request.job_id, report)
+            return
         async for report in manager.watch(request.job_id):
             yield round_event(request.job_id, report)
 

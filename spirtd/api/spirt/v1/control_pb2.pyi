@@ -230,10 +230,12 @@ class DeleteJobResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class WatchJobRequest(_message.Message):
-    __slots__ = ("job_id",)
+    __slots__ = ("job_id", "history_only")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_ONLY_FIELD_NUMBER: _ClassVar[int]
     job_id: str
-    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+    history_only: bool
+    def __init__(self, job_id: _Optional[str] = ..., history_only: _Optional[bool] = ...) -> None: ...
 
 class RoundEvent(_message.Message):
     __slots__ = ("job_id", "round", "total_rounds", "loss", "accuracy", "val_loss", "phase_s", "minibatches", "retried", "dropped", "state", "message", "participants", "excluded", "sent_bytes", "received_bytes", "digest", "participant_digests")

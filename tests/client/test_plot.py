@@ -1,0 +1,44 @@
+"""The plot's choices that a person reading it relies on, on rounds made up
+here: an empty page says so; a slow first round does not flatten the rest."""
+
+from __future__ import annotations
+
+from spirt_client.plot import plot_job
+from spirt_client.results import JobState, JobStatus, RoundEvent
+
+ROUNDS = 100
+TYPICAL_S = {"compute": 0.02, "aggregate": 0.001, "exchange": 0.01, "update": 0.002}
+
+
+def status(state: JobState, done: int) -> JobStatus:
+    return JobStatus(job_id="j0", name="", state=state, round=done, total_rounds=ROUNDS, loss=None, accuracy=None,
+                     val_loss=None, test_accuracy=None, digest="", error="", elapsed_s=0.0, model="mlp",
+                     dataset="digits", minibatches_retried=0, minibatches_dropped=0, owner="client",
+                     participants=(), participant_digests={})  # fmt: skip
+
+
+def event(r: int, phase_s: dict[str, float]) -> RoundEvent:
+    return RoundEvent(job_id="j0", round=r, total_rounds=ROUNDS, state=JobState.RUNNING, loss=1.0 / r,
+                      accuracy=0.5 if r >= 10 else None, val_loss=None, phase_s=phase_s, minibatches=4, retried=0,
+                      dropped=0, message="", participants=("node1", "node2"), excluded={}, sent_bytes=3 << 20,
+                      received_bytes=3 << 20, digest="", participant_digests={})  # fmt: skip
+
+
+def test_a_job_with_no_round_yet_is_a_page_that_says_so(tmp_path):
+    figure = plot_job(status(JobState.QUEUED, 0), [], tmp_path / "empty.png")
+    assert (tmp_path / "empty.png").stat().st_size > 0
+    words = [t.get_text() for ax in figure.axes for t in ax.texts]
+    assert words == ["no round done yet"] * 4
+    assert "queued, round 0/100 (no rounds yet)" in figure.get_suptitle()
+
+
+def test_a_slow_first_round_is_written_on_its_bar_and_does_not_flatten_the_others():
+    events = [event(1, {**TYPICAL_S, "compute": 4.8})] + [event(r, TYPICAL_S) for r in range(2, ROUNDS + 1)]
+    figure = plot_job(status(JobState.RUNNING, ROUNDS), events)
+    loss, peers, phases, traffic = figure.axes[:4]
+    assert phases.get_ylim()[1] < 0.1 and [t.get_text() for t in phases.texts] == ["4.8 s"]
+    assert [t.get_text() for t in phases.get_legend().get_texts()] == ["compute", "aggregate", "exchange", "update"]
+    assert traffic.get_ylabel() == "MiB" and peers.get_ylim() == (0, 3)
+    titles = [ax.get_title() for ax in (loss, peers, phases, traffic)]
+    assert titles == ["Training loss and validation accuracy", "Participants per round", "Time of each phase per round",
+                      "Bytes exchanged with the other peers per round"]  # fmt: skip

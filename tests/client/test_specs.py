@@ -1,0 +1,43 @@
+"""What spirt_client's submit sends for each way of giving a spec."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from spirt_client.specs import spec_text
+
+SPEC = {"model": "mlp", "dataset": "digits", "rounds": 3}
+TOML = 'model = "mlp"\ndataset = "digits"\nrounds = 3\n'
+
+
+@pytest.mark.parametrize(
+    "given, want",
+    [
+        (SPEC, (json.dumps(SPEC), "json")),
+        (json.dumps(SPEC), (json.dumps(SPEC), "json")),  # one line of JSON is text, not a file name
+        ("  " + json.dumps(SPEC, indent=1), ("  " + json.dumps(SPEC, indent=1), "json")),
+        (TOML, (TOML, "toml")),
+        ('rounds = 3', ('rounds = 3', "toml")),
+    ],
+    ids=["dict", "json-line", "json-text", "toml-text", "toml-line"],
+)
+def test_a_spec_as_a_dict_or_text(given, want):
+    assert spec_text(given) == want
+
+
+def test_a_spec_as_a_path_takes_its_format_from_the_suffix_or_the_text(tmp_path):
+    (tmp_path / "a.toml").write_text(TOML)
+    (tmp_path / "a.json").write_text(json.dumps(SPEC))
+    (tmp_path / "spec").write_text(json.dumps(SPEC))
+    assert spec_text(tmp_path / "a.toml") == (TOML, "toml")
+    assert spec_text(str(tmp_path / "a.json")) == (json.dumps(SPEC), "json")
+    assert spec_text(str(tmp_path / "spec")) == (json.dumps(SPEC), "json")
+
+
+def test_a_missing_spec_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"no job spec file at {tmp_path}/gone.toml"):
+        spec_text(str(tmp_path / "gone.toml"))
+    with pytest.raises(TypeError, match="a job spec is a dict, a path or the text"):
+        spec_text(3)
