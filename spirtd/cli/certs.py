@@ -9,12 +9,15 @@
         --replace makes a new one where NAME.crt is (revoke the old one first
         if it must stop working)
     spirtd certs cluster --dir DIR --peers NAME,NAME,... [--ip IP ...] [--dns NAME ...]
-                         [--client NAME ...] [--operator NAME ...] [--days N]
+                         [--client NAME ...] [--operator NAME ...] [--days N] [--export DIR2]
         makes the CA unless DIR has one, then a certificate for each peer,
         client (default: client) and operator (default: ops) that DIR lacks;
         never replaces one, so it can run at every start of a deployment and
         adds new peers' certificates. Each peer's names: its own, the --ip
-        and --dns given ({name} in a --dns stands for the peer: {name}.spirtd)
+        and --dns given ({name} in a --dns stands for the peer: {name}.spirtd).
+        --export copies what peers and clients need (ca.crt, crl.pem, the
+        peers' and clients' certificates and keys; not ca.key, nor an
+        operator's key) to DIR2, for the peers to mount
     spirtd certs revoke NAME --dir DIR
         adds NAME.crt to DIR/crl.pem; running peers learn it by gossip
     spirtd certs list --dir DIR
@@ -37,7 +40,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from spirtd.cli import EXIT_OK, reporting_os_errors
 from spirtd.errors import SecurityError
 from spirtd.security import ca
-from spirtd.security.bundle import ClusterNames, ensure_cluster_certs
+from spirtd.security.bundle import ClusterNames, ensure_cluster_certs, export_cluster_certs
 from spirtd.security.certsdir import CertsDir
 from spirtd.security.identity import Identity, Role, identity_of
 from spirtd.security.revocation import RevocationList
@@ -80,6 +83,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     cluster.add_argument("--client", action="append", help="a client certificate to make (default: client)")
     cluster.add_argument("--operator", action="append", help="an operator certificate to make (default: ops)")
     cluster.add_argument("--days", type=int, default=ca.CERT_DAYS, help="how long the new certificates are valid")
+    cluster.add_argument("--export", type=Path, help="copy what peers and clients need (not ca.key) here")
     cluster.set_defaults(handler=reporting_os_errors(run_cluster))
 
     revoke = actions.add_parser("revoke", help="revoke a certificate")
@@ -118,6 +122,9 @@ def run_cluster(args: argparse.Namespace) -> int:
     print(f"{verb} the cluster CA {args.dir / ca.CA_CERT} (its key {args.dir / ca.CA_KEY} is 0600: keep it safe)")
     for outcome in outcomes:
         print(outcome.describe(args.dir))
+    if args.export is not None:
+        written = export_cluster_certs(args.dir, names, args.export)
+        print(f"exported {len(written)} files to {args.export} (no CA key, no operator key)")
     return EXIT_OK
 
 

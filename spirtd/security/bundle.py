@@ -10,6 +10,10 @@ one-shot step that runs at every `docker-compose up` leaves a running
 cluster's certificates alone. A DNS name with `{name}` in it is made for
 each peer ("{name}.spirtd" -> "node1.spirtd"); every peer certificate also
 names the peer itself (ca.issue).
+
+export_cluster_certs copies what the peers and clients need (ca.crt,
+crl.pem, each peer's and client's certificate and key) to another dir: the
+one the peers mount, which never holds the CA's key, nor an operator's.
 """
 
 from __future__ import annotations
@@ -123,3 +127,24 @@ def _alt_names(cert: x509.Certificate) -> set[str]:
     except x509.ExtensionNotFound:
         return set()
     return set(sans.get_values_for_type(x509.DNSName)) | {str(a) for a in sans.get_values_for_type(x509.IPAddress)}
+
+
+def export_cluster_certs(folder: Path, names: ClusterNames, target: Path) -> list[Path]:
+    """Copies ca.crt, crl.pem and each peer's and client's NAME.crt and
+    NAME.key from folder to target (keys 0600, each file replaced whole);
+    returns the files written. Run it again after a revocation to publish
+    the new crl.pem."""
+    folder, target = Path(folder), Path(target)
+    if target.resolve() == folder.resolve():
+        raise ConfigError(f"the export dir {target} is the CA's dir; give another one (it must not hold ca.key)")
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    files = [ca.CA_CERT, ca.CRL_FILE] + [f"{n}.{x}" for n, r in names.roles() if r is not Role.OPERATOR for x in ("crt", "key")]
+    for file in files:
+        source = folder / file
+        if not source.is_file():
+            raise ConfigError(f"{source} is not there: make the cluster's certificates first")
+        write = ca.write_private if file.endswith(".key") else ca.write_public
+        write(target / file, source.read_bytes())
+        written.append(target / file)
+    return written

@@ -11,7 +11,7 @@ from cryptography import x509
 from spirtd.cli import EXIT_OK, EXIT_USAGE, main
 from spirtd.errors import ConfigError
 from spirtd.security import ca
-from spirtd.security.bundle import ClusterNames, ensure_cluster_certs
+from spirtd.security.bundle import ClusterNames, ensure_cluster_certs, export_cluster_certs
 from spirtd.security.certsdir import CertsDir
 from spirtd.security.identity import Role
 
@@ -83,3 +83,20 @@ def test_a_dir_with_only_the_ca_certificate_is_refused(tmp_path, capsys):
     assert main(["certs", "cluster", "--dir", str(folder), "--peers", "node1"]) == EXIT_USAGE
     assert "no ca.key in" in capsys.readouterr().err
     assert not (folder / "node1.crt").exists()
+
+
+def test_certs_cluster_exports_what_peers_need_and_never_the_ca_key(tmp_path, capsys):
+    folder, export = tmp_path / "ca", tmp_path / "certs"
+    argv = ["certs", "cluster", "--dir", str(folder), "--peers", "node1,node2", "--export", str(export)]
+    assert main(argv) == EXIT_OK
+    assert capsys.readouterr().out.splitlines()[-1] == f"exported 8 files to {export} (no CA key, no operator key)"
+    names = sorted(p.name for p in export.iterdir())
+    assert names == ["ca.crt", "client.crt", "client.key", "crl.pem", "node1.crt", "node1.key", "node2.crt", "node2.key"]
+    assert (export / "node1.key").stat().st_mode & 0o777 == 0o600
+    assert CertsDir(export).credentials("node2", role=Role.PEER).identity.name == "node2"
+    # a revocation is published by exporting again
+    ca.revoke(folder, "node2")
+    assert main(argv) == EXIT_OK
+    assert CertsDir(export).revocations().number == 2
+    with pytest.raises(ConfigError, match="is the CA's dir"):
+        export_cluster_certs(folder, ClusterNames(peers=("node1",)), folder)
