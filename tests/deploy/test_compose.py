@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -20,10 +21,9 @@ import dockerfile
 import pytest
 import yaml
 
-from spirtd.cli import build_parser as spirtd_parser
 from spirtd.cli.run import _flags
 from spirtd.daemon.config import load, parse_address
-from spirtctl.cli import build_parser as spirtctl_parser
+from tests.deploy.commands import spirtctl_args, spirtctl_has, spirtctl_parser, spirtd_args
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
@@ -56,30 +56,6 @@ def resolved(tool: str, file: Path) -> dict:
                           text=True, timeout=CONFIG_S, cwd=REPO, env={**os.environ, "COMPOSE_PROJECT_NAME": "spirtd"})  # fmt: skip
     assert done.returncode == 0, f"docker-compose refused {file.name}:\n{done.stderr}"
     return yaml.safe_load(done.stdout)
-
-
-def spirtd_args(argv: list[str]):
-    assert argv[0] == "spirtd", argv
-    return spirtd_parser().parse_args(argv[1:])  # SystemExit(2) on anything spirtd does not take
-
-
-def spirtctl_args(argv: list[str]):
-    """spirtctl's parser on a command line; a command this checkout's
-    spirtctl lacks (health, while it is being added) is checked with its
-    options only, and test_health_checks_name_a_spirtctl_command says so."""
-    assert argv[0] == "spirtctl", argv
-    command = argv[1:]
-    if "health" in command and not spirtctl_has("health"):
-        command = [("status" if a == "health" else a) for a in command]
-    return spirtctl_parser().parse_args(command)
-
-
-def spirtctl_has(command: str) -> bool:
-    try:
-        spirtctl_parser().parse_args(["--peer", "127.0.0.1:1", command])
-    except SystemExit:
-        return False
-    return True
 
 
 def check_health(service: dict) -> list[str]:
@@ -211,3 +187,21 @@ def test_health_checks_name_a_spirtctl_command():
         pytest.skip("spirtctl health (grpc.health.v1, issue 11) is not in this checkout yet; "
                     "the health checks' options were checked against spirtctl status")  # fmt: skip
     spirtctl_parser().parse_args(["--peer", "127.0.0.1:7100", "--certs-dir", "/certs", "health"])
+
+
+def test_readme_compose_commands_name_services_and_parse(compose_tool):
+    """`docker-compose exec|run --rm SERVICE spirtd|spirtctl ...` lines of
+    the README: the service exists, and the command parses."""
+    services = resolved(compose_tool, COMPOSE)["services"]
+    readme = (REPO / "README.md").read_text()
+    lines = [line.split("#")[0].strip() for line in readme.splitlines()
+             if line.strip().startswith(("docker-compose exec ", "docker-compose run "))]  # fmt: skip
+    assert len(lines) >= 4
+    for line in lines:
+        words = shlex.split(line)[2:]
+        if words[0] == "--rm":
+            words = words[1:]
+        service, argv = words[0], words[1:]
+        assert service in services, line
+        if argv:
+            (spirtd_args if argv[0] == "spirtd" else spirtctl_args)(argv)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -157,3 +158,9 @@ def test_the_printed_python_snippet_runs():
                               text=True, timeout=CALL_S)  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert "node1" in done.stdout
+
+
+def test_the_readme_local_cluster_snippet_runs():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    snippet = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "LocalCluster" in b)
+    exec(compile(snippet.replace("peers=3", "peers=1"), "README local-cluster snippet", "exec"), {})
