@@ -149,9 +149,8 @@ class LocalCluster:
             peer.argv[peer.argv.index("--seeds") + 1] = seeds
         elif seeds:
             peer.argv += ["--seeds", seeds]
-        seen = peer.log_length()
         peer.start()
-        peer.wait_serving(self._clock, self._start_timeout_s, skip_lines=seen)
+        peer.wait_serving(self._clock, self._start_timeout_s)
         return peer
 
     def wait_joined(self, timeout_s: float | None = None) -> None:

@@ -54,9 +54,12 @@ class PeerProcess:
     argv: list[str]
     address: str = ""
     proc: subprocess.Popen | None = field(default=None, repr=False)
+    _old_lines: int = field(default=0, repr=False)
+    """Lines its log had before this start (a folder used again, a restart)."""
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._old_lines = self.log_length()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -78,10 +81,10 @@ class PeerProcess:
             return f"(no log: {exc})"
         return "\n".join(lines[-LOG_TAIL_LINES:])
 
-    def served_address(self, skip_lines: int = 0) -> str | None:
-        """The address of the first "serving on" line after skip_lines."""
+    def served_address(self) -> str | None:
+        """The address of this start's "serving on" line, once logged."""
         try:
-            lines = self.log_path.read_text(errors="replace").splitlines()[skip_lines:]
+            lines = self.log_path.read_text(errors="replace").splitlines()[self._old_lines:]
         except FileNotFoundError:
             return None
         for line in lines:
@@ -99,13 +102,13 @@ class PeerProcess:
         except FileNotFoundError:
             return 0
 
-    def wait_serving(self, clock: Clock, timeout_s: float, skip_lines: int = 0) -> str:
+    def wait_serving(self, clock: Clock, timeout_s: float) -> str:
         """Blocks until the peer logs its address; LocalClusterError if it
         exits first or takes longer than timeout_s."""
         deadline = clock.monotonic() + timeout_s
         pause = threading.Event()
         while True:
-            address = self.served_address(skip_lines)
+            address = self.served_address()
             if address is not None:
                 self.address = address
                 return address

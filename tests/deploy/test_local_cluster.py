@@ -118,6 +118,31 @@ def test_local_cluster_cli_starts_joins_prints_and_stops_on_sigint(short_tmp):
     assert not left, f"processes outlived local-cluster: {left}"
 
 
+def test_local_cluster_peers_stop_when_it_is_killed(short_tmp):
+    """SIGKILL leaves local-cluster no time to stop anything: its peers get
+    SIGTERM from the kernel (they die with their parent), leave and stop."""
+    folder = short_tmp / "cluster"
+    output = short_tmp / "out.txt"
+    with open(output, "w") as out:
+        proc = subprocess.Popen([SPIRTD, "local-cluster", "--peers", "1", "--dir", str(folder)],
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_for_file(folder / "cluster.json", proc, output)
+        assert processes_naming(folder)
+        proc.kill()
+        proc.wait(STOP_S)
+        deadline = time.monotonic() + STOP_S
+        while processes_naming(folder) and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+        assert "peer node1 stopped" in (folder / "logs" / "node1.log").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        left = kill_leftovers(folder)
+    assert not left, f"processes outlived local-cluster: {left}"
+
+
 def test_local_cluster_api_restarts_a_killed_peer_and_cleans_up():
     cluster = LocalCluster(2)
     with cluster:
@@ -134,6 +159,21 @@ def test_local_cluster_api_restarts_a_killed_peer_and_cleans_up():
             cluster.restart("node1")
     assert not folder.exists()  # a temporary folder goes with the cluster
     assert not processes_naming(folder)
+
+
+def test_local_cluster_runs_again_in_its_folder(short_tmp):
+    """A given folder is kept, and used again: the same certificates, the
+    peers' data, their logs appended to (each start reads its own address)."""
+    folder = short_tmp / "c"
+    with LocalCluster(1, folder) as first:
+        before = first.addresses[0]
+    key = (folder / "certs" / "node1.key").read_bytes()
+    with LocalCluster(1, folder) as second:
+        assert (folder / "certs" / "node1.key").read_bytes() == key
+        assert json.loads((folder / "cluster.json").read_text())["peers"][0]["address"] == second.addresses[0]
+        assert second.peer("node1").served_address() == second.addresses[0]
+        assert "serving on" in (folder / "logs" / "node1.log").read_text().split(before)[0]  # the first run's line
+    assert folder.exists() and not processes_naming(folder)
 
 
 def test_local_cluster_refuses_bad_sizes_and_a_missing_config(tmp_path):
