@@ -14,6 +14,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
+import dockerfile
 import kubernetes_validate
 import pytest
 import yaml
@@ -88,6 +89,11 @@ def test_k8s_statefulset_headless_service_claims_and_secret():
     assert [c["metadata"]["name"] for c in spec["volumeClaimTemplates"]] == ["data"]
     assert by_name(pod["volumes"], "secret")["secret"]["secretName"] == "spirtd-certs"
     assert of_kind("PodDisruptionBudget")["spec"]["selector"]["matchLabels"] == spec["selector"]["matchLabels"]
+    # the image's user, so that the volume (fsGroup) and the copied keys are the peer's own
+    user = [c for c in dockerfile.parse_file(str(REPO / "Dockerfile")) if c.cmd.upper() == "USER"][-1].value[0]
+    context = pod["securityContext"]
+    assert user == f"{context['runAsUser']}:{context['runAsGroup']}" and context["fsGroup"] == context["runAsGroup"]
+    assert {c["image"] for c in pod["initContainers"] + pod["containers"]} == {"spirtd:dev"}
 
 
 def test_k8s_commands_and_probes_are_spirtds(tmp_path):
