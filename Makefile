@@ -8,7 +8,7 @@ TORCH_PIN := torch==2.13.0
 NATIVE_SRC := $(wildcard spirtd/_native/*.c spirtd/_native/*.h)
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-faults venv module asan test-asan bench proto docs clean
+.PHONY: test test-faults venv module compose-tool asan test-asan bench proto docs clean
 
 venv: $(STAMP)
 
@@ -22,10 +22,20 @@ $(STAMP): pyproject.toml setup.py $(NATIVE_SRC)
 module: $(STAMP)
 	@$(BIN)/spirtd store path
 
+# Debian's docker-compose (1.29), which validates docker-compose.yml offline
+# for tests/deploy (no Docker needed, nor installed: no recommends). Needs
+# root; without it the compose tests skip, except under CI.
+compose-tool:
+	@command -v docker-compose >/dev/null || [ "$$(id -u)" != 0 ] || { \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q --no-install-recommends docker-compose >/dev/null 2>&1 \
+	    || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends docker-compose >/dev/null; }; }
+	@command -v docker-compose >/dev/null || echo "docker-compose is missing (installing it needs root): the compose tests will skip"
+
 # Every test, then the module's tests once more under AddressSanitizer.
-# Under CI (CI=true, as root) the multi-host tests must run, never skip.
-test: $(STAMP)
-	SPIRTD_REQUIRE_NETNS=$${CI:+1} $(BIN)/python -m pytest -q -m "not faults_across_hosts"
+# Under CI (CI=true, as root) the multi-host and compose tests must run, never skip.
+test: $(STAMP) compose-tool
+	SPIRTD_REQUIRE_NETNS=$${CI:+1} SPIRTD_REQUIRE_COMPOSE=$${CI:+1} $(BIN)/python -m pytest -q -m "not faults_across_hosts"
 	$(MAKE) --no-print-directory test-asan
 
 # A whole job on three hosts through a partition and a SIGKILL (100 s); not

@@ -35,6 +35,8 @@
     │   └── RoundFailed        a round could not be completed (every minibatch failed,
     │                          too few for the rule, or past round_timeout_s)
     ├── WireError              a peer's message cannot be understood (e.g. an unknown member state)
+    ├── LocalClusterError      the peers of a local cluster (spirtd.localcluster) could
+    │                          not be started, could not join each other, or did not stop
     └── WorkerError            a worker process (spirtd.workers.pool) could not serve
         ├── WorkerStartFailed  a worker did not become ready: its handler failed
         │                      to import, it died, or start_timeout_s passed
@@ -212,6 +214,12 @@ class RoundFailed(JobError):
 
 class WireError(SpirtError):
     """A peer's message cannot be understood (e.g. an unknown member state)."""
+
+
+class LocalClusterError(SpirtError):
+    """The peers of a local cluster could not be started, could not join
+    each other in time, or did not stop; the message names the peer and
+    quotes its log."""
 
 
 class WorkerError(SpirtError):

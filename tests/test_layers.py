@@ -17,6 +17,7 @@ LAYERS = (
     ("ml", "exchange"),
     ("jobs",),
     ("daemon",),
+    ("localcluster",),
     ("cli",),
 )
 RANK = {room: rank for rank, rooms in enumerate(LAYERS) for room in rooms}

@@ -25,7 +25,7 @@ from spirtd.errors import ConfigError, SpirtError
 from spirtd.logs import FORMATS, LEVELS, setup_logging
 
 # Modules of spirtd.cli, one per command.
-COMMANDS = ("certs", "data", "run", "store")
+COMMANDS = ("certs", "data", "local_cluster", "run", "store")
 
 EXIT_OK = 0
 EXIT_FAILED = 1

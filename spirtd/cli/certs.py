@@ -8,6 +8,16 @@
         the client's name); peers need the IPs and names others reach them at;
         --replace makes a new one where NAME.crt is (revoke the old one first
         if it must stop working)
+    spirtd certs cluster --dir DIR --peers NAME,NAME,... [--ip IP ...] [--dns NAME ...]
+                         [--client NAME ...] [--operator NAME ...] [--days N] [--export DIR2]
+        makes the CA unless DIR has one, then a certificate for each peer,
+        client (default: client) and operator (default: ops) that DIR lacks;
+        never replaces one, so it can run at every start of a deployment and
+        adds new peers' certificates. Each peer's names: its own, the --ip
+        and --dns given ({name} in a --dns stands for the peer: {name}.spirtd).
+        --export copies what peers and clients need (ca.crt, crl.pem, the
+        peers' and clients' certificates and keys; not ca.key, nor an
+        operator's key) to DIR2, for the peers to mount
     spirtd certs revoke NAME --dir DIR
         adds NAME.crt to DIR/crl.pem; running peers learn it by gossip
     spirtd certs list --dir DIR
@@ -30,6 +40,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from spirtd.cli import EXIT_OK, reporting_os_errors
 from spirtd.errors import SecurityError
 from spirtd.security import ca
+from spirtd.security.bundle import ClusterNames, ensure_cluster_certs, export_cluster_certs
 from spirtd.security.certsdir import CertsDir
 from spirtd.security.identity import Identity, Role, identity_of
 from spirtd.security.revocation import RevocationList
@@ -63,6 +74,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     issue.set_defaults(handler=reporting_os_errors(run_issue))
 
+    cluster = actions.add_parser("cluster", help="make or complete the certificates of a whole cluster")
+    cluster.add_argument("--dir", type=Path, required=True)
+    cluster.add_argument("--peers", required=True, help="comma-separated peer ids: node1,node2,node3")
+    cluster.add_argument("--ip", action="append", default=[], help="an IP address every peer is reached at")
+    cluster.add_argument("--dns", action="append", default=[],
+                         help="a DNS name every peer is reached at; {name} stands for the peer")  # fmt: skip
+    cluster.add_argument("--client", action="append", help="a client certificate to make (default: client)")
+    cluster.add_argument("--operator", action="append", help="an operator certificate to make (default: ops)")
+    cluster.add_argument("--days", type=int, default=ca.CERT_DAYS, help="how long the new certificates are valid")
+    cluster.add_argument("--export", type=Path, help="copy what peers and clients need (not ca.key) here")
+    cluster.set_defaults(handler=reporting_os_errors(run_cluster))
+
     revoke = actions.add_parser("revoke", help="revoke a certificate")
     revoke.add_argument("name")
     revoke.add_argument("--dir", type=Path, required=True)
@@ -85,6 +108,23 @@ def run_issue(args: argparse.Namespace) -> int:
         replace=args.replace,
     )  # fmt: skip
     print(f"made {args.role} certificate {cert} and key {key}")
+    return EXIT_OK
+
+
+def run_cluster(args: argparse.Namespace) -> int:
+    names = ClusterNames(
+        peers=tuple(p.strip() for p in args.peers.split(",") if p.strip()),
+        clients=tuple(args.client or ["client"]), operators=tuple(args.operator or ["ops"]),
+        ips=tuple(args.ip), dns=tuple(args.dns), days=args.days,
+    )  # fmt: skip
+    made_ca, outcomes = ensure_cluster_certs(args.dir, names)
+    verb = "made" if made_ca else "kept"
+    print(f"{verb} the cluster CA {args.dir / ca.CA_CERT} (its key {args.dir / ca.CA_KEY} is 0600: keep it safe)")
+    for outcome in outcomes:
+        print(outcome.describe(args.dir))
+    if args.export is not None:
+        written = export_cluster_certs(args.dir, names, args.export)
+        print(f"exported {len(written)} files to {args.export} (no CA key, no operator key)")
     return EXIT_OK
 
 

@@ -8,6 +8,10 @@
         runs the store in the foreground until SIGINT or SIGTERM, restarting
         redis-server if it dies; clients connect to DIR/redis.sock with the
         password in DIR/store.password
+    spirtd store ping --data-dir DIR [--timeout S]
+        exit 0 once the store serving DIR/redis.sock answers with the password
+        in DIR/store.password (a health check for a store in a container of
+        its own), 1 with the reason otherwise
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from spirtd.cli import EXIT_OK, run_async
-from spirtd.errors import ConfigError
+from spirtd.errors import ConfigError, StoreUnavailable
+from spirtd.store.connect import connect, read_password_file
 from spirtd.store.embedded import EmbeddedStore
 from spirtd.store.locate import module_path
 from spirtd.store.server import FSYNC, PERSISTENCE, StoreServerConfig
@@ -36,6 +41,7 @@ _FLAGS = {
     "max_memory_mb": "--max-memory-mb",
 }
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+PING_TIMEOUT_S = 5.0
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -66,6 +72,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     serve.set_defaults(handler=run_serve)
 
+    ping = actions.add_parser("ping", help="exit 0 when the store of a data dir answers")
+    ping.add_argument("--data-dir", type=Path, required=True, help="the --data-dir of its `spirtd store serve`")
+    ping.add_argument("--timeout", type=float, default=PING_TIMEOUT_S, help="seconds to wait for an answer")
+    ping.set_defaults(handler=run_ping)
+
 
 def run_path(args: argparse.Namespace) -> int:
     print(module_path())
@@ -93,6 +104,26 @@ def serve_config(args: argparse.Namespace) -> StoreServerConfig:
 
 def run_serve(args: argparse.Namespace) -> int:
     return run_async(serve(serve_config(args)))
+
+
+def run_ping(args: argparse.Namespace) -> int:
+    cfg = StoreServerConfig(data_dir=args.data_dir)
+    backend = run_async(ping(cfg, args.timeout))
+    print(f"the store at {cfg.socket_path} answers ({backend})")
+    return EXIT_OK
+
+
+async def ping(cfg: StoreServerConfig, timeout_s: float) -> str:
+    """The backend of the store serving cfg's socket; StoreUnavailable if it
+    does not answer within timeout_s."""
+    password = read_password_file(cfg.password_file)
+    try:
+        async with asyncio.timeout(timeout_s):
+            store = await connect(socket_path=cfg.socket_path, password=password)
+            await store.aclose()
+    except TimeoutError:
+        raise StoreUnavailable(f"the store at {cfg.socket_path} did not answer within {timeout_s} s") from None
+    return store.backend
 
 
 async def serve(cfg: StoreServerConfig) -> int:

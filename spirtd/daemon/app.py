@@ -59,7 +59,7 @@ from spirtd.security.certsdir import CertsDir
 from spirtd.security.identity import Identity, Role
 from spirtd.security.revocation import RevocationList
 from spirtd.store.blocking import store_env
-from spirtd.store.connect import connect
+from spirtd.store.connect import connect, read_password_file
 from spirtd.store.embedded import EmbeddedStore
 from spirtd.tasks import TaskSet
 
@@ -313,14 +313,15 @@ class Daemon:
             self.store_backend = self.tensors.backend
             return store_env(self.store.socket_path, cfg.password_file), cfg.memory_limit_bytes
         self.store = None
-        self.tensors = await connect(cfg.url)
+        password = read_password_file(cfg.url_password_file) if cfg.url_password_file is not None else None
+        self.tensors = await connect(cfg.url, password=password)
         self._stack.push_async_callback(self.tensors.aclose)
         self.store_backend = self.tensors.backend
         if self.store_backend not in EXTERNAL_BACKENDS:
             raise ConfigError(f"[store] url {redacted(cfg.url)} is a Redis with neither spirt's module nor RedisAI: "
                               "workers need a store that speaks RedisAI's tensor protocol")  # fmt: skip
         _log.info("using the external store at %s (%s)", redacted(cfg.url), self.store_backend)
-        return store_env(url=cfg.url), await self.tensors.memory_limit_bytes()
+        return store_env(url=cfg.url, password_file=cfg.url_password_file), await self.tensors.memory_limit_bytes()
 
     def _security(self) -> tuple[object, bytes | None, Guard]:
         cfg = self.config

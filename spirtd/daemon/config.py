@@ -54,7 +54,7 @@ _SECONDS_KEYS = ("handshake_timeout_s", "idle_timeout_s", "refusal_log_interval_
 _ADDRESS_KEYS = ("listen", "advertise")
 MAX_CONNECTIONS = 1 << 20
 # [store] keys and the StoreServerConfig fields they set.
-STORE_KEYS = {"url": "url", "persistence": "persistence", "fsync": "fsync", "rdb_save": "rdb_save",
+STORE_KEYS = {"url": "url", "password_file": "url_password_file", "persistence": "persistence", "fsync": "fsync", "rdb_save": "rdb_save",
               "max_memory_mb": "max_memory_mb", "threads": "module_threads", "max_tensor_bytes": "max_tensor_bytes",
               "start_timeout_s": "start_timeout_s", "stop_timeout_s": "stop_timeout_s",
               "restart_backoff_s": "restart_backoff_s", "restart_backoff_max_s": "restart_backoff_max_s",

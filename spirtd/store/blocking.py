@@ -22,7 +22,7 @@ import numpy as np
 
 from spirtd.errors import ConfigError
 from spirtd.store.api import TensorMeta, TensorStore
-from spirtd.store.connect import connect
+from spirtd.store.connect import connect, read_password_file
 
 SOCKET_ENV = "SPIRTD_STORE_SOCKET"
 PASSWORD_FILE_ENV = "SPIRTD_STORE_PASSWORD_FILE"
@@ -33,9 +33,10 @@ T = TypeVar("T")
 
 def store_env(socket_path: Path | None = None, password_file: Path | None = None,
               url: str | None = None) -> dict[str, str]:  # fmt: skip
-    """The environment that tells a worker where the store is."""
+    """The environment that tells a worker where the store is: a socket and
+    its password file, or a URL (and, if the password is not in it, a file)."""
     if url is not None:
-        return {URL_ENV: url}
+        return {URL_ENV: url, **({PASSWORD_FILE_ENV: str(password_file)} if password_file is not None else {})}
     return {SOCKET_ENV: str(socket_path), PASSWORD_FILE_ENV: str(password_file)}
 
 
@@ -50,9 +51,9 @@ class BlockingStore:
         environment says nothing usable)."""
         url, socket, password_file = env.get(URL_ENV), env.get(SOCKET_ENV), env.get(PASSWORD_FILE_ENV)
         if url:
-            opened = connect(url)
+            opened = connect(url, password=read_password_file(password_file) if password_file else None)
         elif socket and password_file:
-            opened = connect(socket_path=socket, password=Path(password_file).read_text().strip())
+            opened = connect(socket_path=socket, password=read_password_file(password_file))
         else:
             raise ConfigError(f"a worker needs {URL_ENV}, or {SOCKET_ENV} and {PASSWORD_FILE_ENV}, to reach the store")
         loop = asyncio.new_event_loop()

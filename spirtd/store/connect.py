@@ -55,6 +55,18 @@ async def detect_backend(client: aioredis.Redis) -> Backend:
     return "plain"
 
 
+def read_password_file(path: Path | str) -> str:
+    """A store's password from its file (such as a store's store.password),
+    or StoreUnavailable saying which file could not be used."""
+    try:
+        password = Path(path).read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StoreUnavailable(f"cannot read the store's password file {path}: {exc}") from exc
+    if not password:
+        raise StoreUnavailable(f"the store's password file {path} is empty")
+    return password
+
+
 async def connect(
     url: str | None = None,
     *,

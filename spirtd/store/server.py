@@ -50,6 +50,12 @@ class StoreServerConfig:
     and run no redis-server of their own. Its durability, memory limit and
     restarts are its operator's; the other [store] settings do not apply."""
 
+    url_password_file: Path | None = None
+    """With url: a file holding the external store's password (such as the
+    DATA_DIR/store.password of a `spirtd store serve` in another container,
+    whose unix socket url names), read at start; keeps the password out of
+    the settings. The peer and its workers use it with url."""
+
     persistence: Persistence = "aof"
     """aof (the default) appends every write to a log that survives a crash
     of the store, fsynced as fsync says; rdb keeps only the snapshots rdb_save
@@ -107,7 +113,9 @@ class StoreServerConfig:
         if self.url is not None and (not isinstance(self.url, str)
                                      or not self.url.startswith(("redis://", "rediss://", "unix://"))):  # fmt: skip
             raise ConfigError(f"url must be redis://host:port, rediss://host:port or unix:///path, not {self.url!r}")
-        for name in ("redis_server", "module_path"):
+        if self.url_password_file is not None and self.url is None:
+            raise ConfigError("url_password_file is the password of the store at url: give url too")
+        for name in ("redis_server", "module_path", "url_password_file"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, (str, os.PathLike)):
                 raise ConfigError(f"{name} must be a file name, not {value!r}")
