@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -61,6 +62,7 @@ propose_timeout_s = 30
 report_timeout_s = 120
 """
 CALM = """
+
 [membership]
 probe_interval_s = 1.0
 probe_timeout_s = 0.4
@@ -94,7 +96,7 @@ def overlapping(rounds: list[tuple[float, float]], windows: list[tuple[float, fl
     return [b - a for a, b in rounds if any(a < w1 and b > w0 for w0, w1 in windows)]
 
 
-async def run(before: int) -> dict:
+async def run(before: int, logs: Path | None) -> dict:
     from spirt_client import AsyncClient, NotFound
     from spirtd.security import ca
     from spirtd.security.identity import Role
@@ -157,13 +159,18 @@ async def run(before: int) -> dict:
             return {"groups": groups, "fetch_s": fetch_s}
         finally:
             peers.close()
+            if logs is not None:  # for a post-mortem of the joiner's rounds
+                logs.mkdir(parents=True, exist_ok=True)
+                for log in root.glob("*.log"):
+                    shutil.copy(log, logs / log.name)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--before", type=int, default=8, help="rounds run before the joiner starts")
+    parser.add_argument("--logs", type=Path, default=None, help="copy every peer's log into this folder")
     args = parser.parse_args()
-    result = asyncio.run(run(args.before))
+    result = asyncio.run(run(args.before, args.logs))
     groups, fetch_s = result["groups"], result["fetch_s"]
     base = statistics.median(groups["before"])
     print(f"MLP 64-{HIDDEN}-{HIDDEN}-10: {n_params() / 1e6:.2f}M parameters; {PEERS} donors, 1 joiner; "
