@@ -35,7 +35,7 @@ compose-tool:
 # Every test, then the module's tests once more under AddressSanitizer.
 # Under CI (CI=true, as root) the multi-host and compose tests must run, never skip.
 test: $(STAMP) compose-tool
-	SPIRTD_REQUIRE_NETNS=$${CI:+1} SPIRTD_REQUIRE_COMPOSE=$${CI:+1} $(BIN)/python -m pytest -q -m "not faults_across_hosts"
+	SPIRTD_REQUIRE_NETNS=$${CI:+1} SPIRTD_REQUIRE_COMPOSE=$${CI:+1} $(BIN)/python -m pytest -q
 	$(MAKE) --no-print-directory test-asan
 
 # A whole job on three hosts through a partition and a SIGKILL (100 s); not
