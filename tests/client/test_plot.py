@@ -61,3 +61,13 @@ def test_a_long_job_has_its_loss_on_a_log_scale_and_its_evaluations_unmarked():
     assert len(accuracy) == 1 and accuracy[0].get_marker() in (None, "None", "")
     short = plot_job(status(JobState.RUNNING, 20), events[:20]).axes[0]
     assert short.get_yscale() == "linear"  # 1 to 0.05
+
+
+def test_a_thousand_rounds_of_phases_are_one_artist_per_phase_not_a_bar_each():
+    """7,000 bars (1,000 rounds of 7 phases) took 10-25 s to draw on two cores; a collection each takes under 1."""
+    rounds = 1000
+    events = [event(r, {**TYPICAL_S, "evaluate": 0.01, "propose": 0.003, "agree": 0.001})
+              for r in range(1, rounds + 1)]  # fmt: skip
+    phases = plot_job(status(JobState.RUNNING, rounds), events).axes[2]
+    assert len(phases.patches) == 0 and len(phases.collections) == 7
+    assert phases.get_ylim()[0] == 0 and phases.get_xlim()[0] < 1 and phases.get_xlim()[1] > rounds
