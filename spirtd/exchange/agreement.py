@@ -266,10 +266,13 @@ class RoundAgreement:
         proposal = Propose(self.me, self.job, r.key, r.state)
         r.proposals.setdefault(attempt, {})[self.me] = proposal
         if have < need:
-            # Said anyway: those who went on answer where they are (this
-            # peer resyncs), those at this round take it in.
+            # Said anyway, to every member in view (those who went on were
+            # silent through an attempt of this round: not participants):
+            # those who went on answer where they are (this peer resyncs),
+            # those at this round take it in.
             self.phase, self._deadline = AgreementPhase.WAITING, now + self.config.propose_timeout_s
-            return [WaitingForQuorum(r.number, have, need), *self._to_others(r.key, proposal)]
+            told = sorted((self._alive | set(participants)) - {self.me} - r.dead)
+            return [WaitingForQuorum(r.number, have, need), *(Send(p, proposal) for p in told)]
         self.phase = AgreementPhase.PROPOSING
         return [*self._to_others(r.key, proposal), *self._check_proposals(r, now)]
 
