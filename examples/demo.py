@@ -39,7 +39,7 @@ from spirtd.localcluster import LocalCluster
 PEERS = 3
 WITNESS, VICTIM = "node1", "node2"  # node1 is never killed: its events tell the story
 ROUNDS = 1000
-KILL_AT = 250
+KILL_AT = 200  # early enough that node2 resyncs and trains again before the end: 800 rounds take 30-60 s
 PRINT_EVERY = 100  # a line every this many rounds, besides every change of participants
 DIGEST_CHARS = 12
 OUT = Path("demo-out")
