@@ -22,7 +22,7 @@ GAPPED_BARS = 50
 # The slowest rounds are labelled with their time, at most this many, each
 # at least this fraction of the axis from the next (labels must not overlap).
 MAX_LABELS = 5
-LABEL_GAP = 0.08
+LABEL_GAP = 0.12
 # Up to this many evaluations, each is marked on the accuracy line.
 MARKED_EVALUATIONS = 30
 # A loss that falls by this factor or more is drawn on a log scale (else
