@@ -237,7 +237,8 @@ def train(cluster: LocalCluster, clients: dict[str, Client], args: argparse.Name
               f"{story.elapsed_s() - killed_s:.1f} s after the kill")  # fmt: skip
     back = watch.wait_for(lambda e: e.round > at.round and VICTIM in contributors(e), f"{VICTIM} back")
     if back is None:
-        story.say(f"{VICTIM} did not take part again before the end (it takes the final state from the others)")
+        story.say(f"{VICTIM} did not take part again before the end (a peer behind takes the final state from "
+                  "the others)")  # fmt: skip
     else:
         story.say(f"{VICTIM} back in at round {back.round}, {story.elapsed_s() - killed_s:.1f} s after the kill")
     watch.wait_for(lambda e: e.state.ended, "the job's end")
@@ -272,7 +273,11 @@ def print_table(finals: dict[str, JobStatus | None], killed_at: int, back_at: in
             print(f"{peer:<6} {'unknown':<10} {'-':<14} -{note}", flush=True)
             continue
         accuracy = "-" if final.test_accuracy is None else f"{final.test_accuracy:.3f}"
-        print(f"{peer:<6} {final.state.value:<10} {accuracy:<14} {final.digest[:DIGEST_CHARS]}{note}", flush=True)
+        digest = final.digest[:DIGEST_CHARS] or "-"
+        print(f"{peer:<6} {final.state.value:<10} {accuracy:<14} {digest}{note}", flush=True)
+    for peer, final in finals.items():
+        if final is not None and final.error:
+            print(f"{peer}: {final.error}", flush=True)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
