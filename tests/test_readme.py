@@ -56,3 +56,18 @@ def test_the_bounds_the_readme_names_are_the_codes():
     assert (specs.MAX_ROUNDS, specs.MAX_EPOCHS, specs.MAX_BATCH_SIZE, specs.MAX_MINIBATCHES_PER_ROUND,
             specs.MAX_NAME_CHARS) == (10**9, 10**6, 65536, 1024, 200)  # fmt: skip
     assert "rounds at most 10^9, epochs 10^6, batch_size\n65536, minibatches_per_round 1024, a name 200 characters" in README
+
+
+def test_the_readme_rules_table_is_the_registry():
+    """Every rule, once, with the fewest inputs it needs as the code says."""
+    from spirtd.aggregation import RULES
+
+    rows = re.findall(r"^\| `(\w+)`[^|]*\| ([^|]*) \| ([^|]*) \| ([^|]*) \|$", README, re.M)
+    table = {name: (options, needs) for name, options, _, needs in rows if name in RULES or "inputs" in needs}
+    assert set(table) == set(RULES)
+    # "n >= 2f + 3" and the like, read as the bound on n for these option values
+    values = {"f": 2, "b": 2, "m": 1}
+    for name, (_, needs) in table.items():
+        bound = needs.split(",")[0].replace("n >= ", "").replace("n > ", "1 + ")
+        expected = eval(re.sub(r"(\d)([a-z])", r"\1*\2", bound), {}, dict(values))  # noqa: S307 - the README's own text
+        assert RULES[name].min_inputs(values) == expected, f"{name}: README says {needs!r}"

@@ -19,7 +19,8 @@ class ClientBase:
     given; an operator's certificate may act on every job); peer_id: the id
     the peer's certificate must carry, when dialled at an address it does
     not name; insecure: plaintext, for a peer run with --insecure;
-    timeout_s: how long each call may take (not a watch of a job or of the
+    timeout_s: how long each call may take (a submit at least
+    calls.SUBMIT_TIMEOUT_S: every member records it; not a watch of a job or of the
     members, which lasts as long as they do)."""
 
     def __init__(self, address: str, certs_dir: str | os.PathLike | None = None, *, name: str = DEFAULT_NAME,
@@ -33,10 +34,11 @@ class ClientBase:
         return self.target.address
 
     def _deadline(self, ask: Ask, timeout_s: float | None = None) -> float | None:
-        """timeout_s if given, else the client's for a bounded call, else none."""
+        """timeout_s if given, else the client's for a bounded call (at least
+        the call's own least), else none."""
         if timeout_s is not None:
             return timeout_s
-        return self.timeout_s if ask.bounded else None
+        return max(self.timeout_s, ask.min_timeout_s) if ask.bounded else None
 
     def _failed(self, exc: grpc.RpcError, timeout_s: float | None) -> CallFailed:
         return explain(exc, self.target, timeout_s)

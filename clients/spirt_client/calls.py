@@ -16,6 +16,12 @@ from spirtd.api.spirt.v1 import control_pb2
 R = TypeVar("R")
 # The services a client calls: Control, and the standard gRPC health check.
 CONTROL, HEALTH = "control", "health"
+# A submit checks the spec's model and data at the peer (torch's first import
+# there), then waits for every member to record it (up to 30 s each, at
+# once): seconds on a quiet machine, half a minute on a busy one. A client's
+# shorter timeout would give up on a job already recorded, which a retry
+# would submit twice.
+SUBMIT_TIMEOUT_S = 90.0
 
 
 @dataclass(frozen=True)
@@ -23,7 +29,7 @@ class Ask(Generic[R]):
     """rpc: the service's method (Control's unless service says otherwise);
     read: the answer (or each streamed message) to the result; bounded:
     whether the client's timeout_s applies (a watch lasts as long as the
-    job)."""
+    job), and min_timeout_s the least it may be for this call."""
 
     rpc: str
     request: Any
@@ -31,6 +37,7 @@ class Ask(Generic[R]):
     stream: bool = False
     bounded: bool = True
     service: str = CONTROL
+    min_timeout_s: float = 0.0  # a bounded call's deadline is at least this, whatever the client's
 
 
 def status() -> Ask[Status]:
@@ -48,7 +55,8 @@ def watch_members(include_current: bool) -> Ask[MemberEvent]:
 
 def submit(spec: Spec) -> Ask[str]:
     text, fmt = spec_text(spec)
-    return Ask("SubmitJob", control_pb2.SubmitJobRequest(spec=text, format=fmt), lambda r: r.job_id)
+    return Ask("SubmitJob", control_pb2.SubmitJobRequest(spec=text, format=fmt), lambda r: r.job_id,
+               min_timeout_s=SUBMIT_TIMEOUT_S)
 
 
 def job_status(job_id: str) -> Ask[JobStatus]:

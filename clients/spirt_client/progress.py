@@ -1,9 +1,10 @@
-"""A progress bar of a job's rounds (tqdm.auto: a widget in a notebook,
-text in a terminal), fed round events: round of total, loss, accuracy and
-the round's participants."""
+"""A progress bar of a job's rounds (tqdm.auto: a widget in a notebook
+with ipywidgets, text elsewhere), fed round events: round of total, loss,
+accuracy and the round's participants."""
 
 from __future__ import annotations
 
+import warnings
 from typing import IO, Any
 
 from spirt_client.results import RoundEvent
@@ -21,8 +22,7 @@ class RoundBar:
 
     def update(self, event: RoundEvent) -> None:
         if self._bar is None:
-            from tqdm.auto import tqdm
-
+            tqdm = _auto_tqdm()
             self._bar = tqdm(total=event.total_rounds or None, unit="round", desc=self._description or None,
                              file=self._file, dynamic_ncols=True)  # fmt: skip
         self._accuracy = event.accuracy if event.accuracy is not None else self._accuracy
@@ -35,6 +35,19 @@ class RoundBar:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+def _auto_tqdm() -> type:
+    """tqdm.auto's bar class. In a notebook without ipywidgets, tqdm.auto
+    falls back to text after warning "IProgress not found. Please update
+    jupyter and ipywidgets": advice for a widget nobody asked for, shown
+    above a bar that works; that one warning is left out."""
+    from tqdm import TqdmWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)
+        from tqdm.auto import tqdm
+    return tqdm
 
 
 def postfix(event: RoundEvent, accuracy: float | None, peers: int) -> dict[str, Any]:

@@ -115,6 +115,7 @@ class _Round:
     committed: bool = False
     expected: dict[str, float] = field(default_factory=dict)  # named, not heard from this round: since when
     answered: set[tuple[str, int, int]] = field(default_factory=set)  # (peer, round, attempt) told where we are
+    told: set[str] = field(default_factory=set)  # sent a proposal of this round: each hears of every later one
 
 
 class RoundAgreement:
@@ -265,16 +266,18 @@ class RoundAgreement:
         self._deadline = self._propose_deadline(r, now)
         proposal = Propose(self.me, self.job, r.key, r.state)
         r.proposals.setdefault(attempt, {})[self.me] = proposal
+        # Those told of an earlier attempt hear of this one too, named or not:
+        # one left out would otherwise keep proposals naming it, and agree
+        # alone, on taking the others' state, an attempt nobody runs.
+        said = [Send(p, proposal) for p in ranked(set(participants) | r.told) if p != self.me]
+        r.told |= set(participants) - {self.me}
         if have < need:
-            # Said anyway, to every member in view (those who went on were
-            # silent through an attempt of this round: not participants):
-            # those who went on answer where they are (this peer resyncs),
-            # those at this round take it in.
+            # Said anyway: those who went on answer where they are (this
+            # peer resyncs), those at this round take it in.
             self.phase, self._deadline = AgreementPhase.WAITING, now + self.config.propose_timeout_s
-            told = sorted((self._alive | set(participants)) - {self.me} - r.dead)
-            return [WaitingForQuorum(r.number, have, need), *(Send(p, proposal) for p in told)]
+            return [WaitingForQuorum(r.number, have, need), *said]
         self.phase = AgreementPhase.PROPOSING
-        return [*self._to_others(r.key, proposal), *self._check_proposals(r, now)]
+        return [*said, *self._check_proposals(r, now)]
 
     def _propose_deadline(self, r: _Round, now: float) -> float:
         waits = [r.expected[p] for p in r.key.participants if p in r.expected]

@@ -28,7 +28,7 @@ from typing import Any
 
 from spirtd.aggregation import Statistic, find_rule, validate_call, with_weights
 from spirtd.clock import Clock, clock_timeout
-from spirtd.errors import AggregationError, AttemptFailed, SpirtError, TransportError
+from spirtd.errors import AggregationError, AttemptFailed, ContributionRefused, SpirtError, TransportError
 from spirtd.exchange.config import ExchangeConfig
 from spirtd.exchange.formulas import FLOAT32_BYTES, quorum, shard_bounds
 from spirtd.exchange.messages import AttemptKey, Partial
@@ -294,6 +294,11 @@ class AttemptExchange:
             await self._push(transport, owner, header, data)
             self.sent_bytes += len(data)
         except SpirtError as exc:
+            if isinstance(exc, ContributionRefused) and exc.kind == RefusalKind.WRONG_ATTEMPT.value:
+                # The owner runs no such attempt (it went on without this
+                # peer): its shard's result will never come.
+                self.fail(f"{owner}, the owner of shard {shard}, refused this peer's part: {exc}")
+                return
             # The owner goes on without this part (if it has a quorum); a
             # dead owner fails the attempt through member_dead.
             _log.warning("job %s round %d: the part of shard %d did not reach %s: %s", self.job, self.key.round,

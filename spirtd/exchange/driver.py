@@ -256,6 +256,8 @@ class ExchangeDriver:
                 self._tasks.spawn(self._send(effect.to, effect.message), name=f"send {effect.to}")
                 continue
             if isinstance(effect, ag.Agreed):
+                _log.debug("job %s round %d attempt %d agreed: %s", session.job, effect.key.round, effect.key.attempt,
+                           ", ".join(effect.key.participants), extra={"job": session.job, "round": effect.key.round})  # fmt: skip
                 config = session.settings.config
                 if self.max_chunk_bytes is not None and config.chunk_bytes > self.max_chunk_bytes:
                     config = replace(config, chunk_bytes=self.max_chunk_bytes)
@@ -281,6 +283,8 @@ class ExchangeDriver:
         self._changed = asyncio.Event()
 
     async def _send(self, to: str, message: Message) -> None:
+        _log.debug("job %s: %s to %s: round %d attempt %d of %s", message.job, type(message).__name__, to,
+                   message.key.round, message.key.attempt, ", ".join(message.key.participants))  # fmt: skip
         try:
             async with clock_timeout(self._clock, SEND_TIMEOUT_S):  # a cut link never answers
                 await self._transport.send(to, message)

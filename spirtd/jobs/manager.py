@@ -327,10 +327,16 @@ class JobManager:
             running.stop(JobStop.CANCEL)
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(running.task)
-            return job.record.job_phase
-        job.record.model_kept = False  # it never had one
-        self._finish(job, JobPhase.CANCELLED, NEVER_STARTED)
-        return JobPhase.CANCELLED
+        self._cancelled_before_start(job)
+        return job.record.job_phase
+
+    def _cancelled_before_start(self, job: JobView) -> None:
+        """Records the cancel of a job that did not run: still queued, or
+        its task cancelled before it first ran (so never reached the code
+        in _run that records a cancel)."""
+        if not job.record.job_phase.terminal:
+            job.record.model_kept = False  # it never had one
+            self._finish(job, JobPhase.CANCELLED, NEVER_STARTED)
 
     async def delete(self, job_id: str) -> None:
         """Deletes an ended job: its record and everything it has in the store."""
@@ -377,6 +383,7 @@ class JobManager:
                 # a cancelled job unwinds) ends the loop.
                 if running.stopped_by is not JobStop.CANCEL or asyncio.current_task().cancelling():  # type: ignore[union-attr]
                     raise
+                self._cancelled_before_start(job)
             finally:
                 self._current = None
             await self._tidy()

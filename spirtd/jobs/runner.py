@@ -165,6 +165,8 @@ class JobRunner:
 
         for source in donor_order(want.sources, self._peers.me):
             await self._store.delete(*landed.values())
+            _log.info("job %s: fetching round %d from %s", self.job_id, want.round, source,
+                      extra={"job": self.job_id, "round": want.round, "peer": source})  # fmt: skip
             try:
                 fields = await self._peers.fetch(self.job_id, source, want.round, land)
                 progress = Progress.from_hash(fields)

@@ -22,6 +22,7 @@ import contextvars
 import inspect
 import logging
 import secrets
+import sys
 from typing import Any, AsyncIterator, Callable
 
 import grpc
@@ -187,7 +188,13 @@ class Guard:
 
     async def internal_error(self, context: grpc.aio.ServicerContext, method: str) -> None:
         """Logs the exception being handled, with its traceback, and aborts
-        the call with a short INTERNAL status (never the traceback)."""
+        the call with a short INTERNAL status (never the traceback). A call
+        whose caller hung up meanwhile (the handler's own status could not
+        be sent) is no bug, and has nobody to tell."""
+        if context.cancelled() or context.done():
+            _log.debug("a call to %s ended as its caller hung up (%s)", method, sys.exc_info()[1],
+                       extra={"peer": context.peer()})  # fmt: skip
+            return
         mark = secrets.token_hex(4)
         _log.exception("internal error %s in %s from %s", mark, method, context.peer(),
                        extra={"peer": context.peer(), "error_id": mark})  # fmt: skip

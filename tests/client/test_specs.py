@@ -41,3 +41,18 @@ def test_a_missing_spec_file_is_named(tmp_path):
         spec_text(str(tmp_path / "gone.toml"))
     with pytest.raises(TypeError, match="a job spec is a dict, a path or the text"):
         spec_text(3)
+
+
+def test_a_submit_may_take_longer_than_the_clients_timeout_the_other_calls_not():
+    """A submit waits for every member to record the job: given up after the
+    client's 10 s on a busy machine, it left a recorded job the user would
+    submit again (found running the quickstart notebook)."""
+    from spirt_client import Client
+    from spirt_client import calls
+
+    with Client("127.0.0.1:1", insecure=True, timeout_s=10) as client:
+        assert client._deadline(calls.submit({"model": "mlp", "dataset": "digits"})) == calls.SUBMIT_TIMEOUT_S >= 60
+        assert client._deadline(calls.status()) == 10
+        assert client._deadline(calls.events("j1")) is None  # a watch lasts as long as the job
+    with Client("127.0.0.1:1", insecure=True, timeout_s=300) as client:
+        assert client._deadline(calls.submit({"model": "mlp", "dataset": "digits"})) == 300

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 import shlex
 import signal
@@ -21,6 +20,7 @@ import pytest
 from spirtd.errors import ConfigError, LocalClusterError
 from spirtd.localcluster import ClusterInfo, LocalCluster
 from tests.daemon.peers import SPIRTCTL, SPIRTD
+from tests.leftovers import kill_leftovers, processes_naming
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -28,33 +28,6 @@ START_S = 60.0
 STOP_S = 40.0
 CALL_S = 30.0
 POLL_S = 0.05
-
-
-def processes_naming(path: Path) -> dict[int, str]:
-    """Live processes whose command line contains path: pid -> command line."""
-    needle = str(path).encode()
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if needle in cmdline and state != "Z":
-            found[int(entry)] = cmdline.replace(b"\0", b" ").decode(errors="replace")
-    return found
-
-
-def kill_leftovers(path: Path) -> dict[int, str]:
-    left = processes_naming(path)
-    for pid in left:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return left
 
 
 def wait_for_file(path: Path, proc: subprocess.Popen, output: Path) -> str:

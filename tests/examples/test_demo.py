@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.test_local_cluster import processes_naming
+from tests.leftovers import kill, processes_naming
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -61,12 +61,7 @@ def leftovers(output: str, mark: str) -> dict[int, str]:
     if folder is not None:
         found.update(processes_naming(Path(folder.group(1))))
     found.pop(os.getpid(), None)
-    for pid in found:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return found
+    return kill(found)
 
 
 def test_the_demo_kills_and_restarts_a_peer_and_ends_with_one_model_a_table_and_a_plot(tmp_path):

@@ -281,3 +281,28 @@ async def test_an_attempt_whose_aggregate_the_store_could_not_hold_fails_instead
     local = LocalAggregate("j:local", 1.0, 0.5)
     with pytest.raises(AttemptFailed, match="could not hold"):
         await asyncio.wait_for(attempt.run(local, MemoryExchange(SystemClock()).transport("a"), 1.0), TIMEOUT_S)
+
+
+async def test_an_owner_that_runs_no_such_attempt_fails_it_at_once_instead_of_waiting_for_its_result(stores):
+    """A joiner agreed an attempt from proposals the others had left behind
+    (it took their state while they went on without it): every owner
+    refuses its parts, as it runs no such attempt. Their results will never
+    come, so the attempt fails at once; it waited for the whole
+    gather_timeout_s before (60 s by default), stalling the joiner."""
+    from spirtd.exchange.attempt import AttemptExchange
+    from spirtd.exchange.messages import AttemptKey
+
+    store_a, store_b = await stores(2)
+    net = MemoryExchange(SystemClock())
+    b = ExchangeDriver("b", net.transport("b"), store_b, SystemClock(), Alive(["a", "b"]))
+    net.register("b", b)
+    config = ExchangeConfig(agreement=AgreementConfig(propose_timeout_s=0.5), chunk_bytes=256, deadline_floor_s=0.5,
+                            deadline_ceiling_s=60.0, gather_timeout_s=60.0)  # fmt: skip
+    attempt = AttemptExchange("a", "j", AttemptKey(0, 0, ("a", "b")), M, store_a, "j:scratch:", "mean", {}, 0.5,
+                              SystemClock(), config)  # fmt: skip
+    await store_a.set("j:local", local_vector(0))
+    await attempt.prepare()
+    async with b:
+        with pytest.raises(AttemptFailed, match="b, the owner of shard 1, refused.*runs no attempt 0 of round 0"):
+            await asyncio.wait_for(attempt.run(LocalAggregate("j:local", 1.0, 0.5), net.transport("a"), 60.0),
+                                   TIMEOUT_S)  # fmt: skip

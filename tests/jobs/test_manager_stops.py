@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import threading
 
 import numpy as np
@@ -102,3 +103,22 @@ async def test_a_store_that_refuses_writes_does_not_stop_the_manager_from_starti
     finally:
         await store.client.config_set("min-replicas-to-write", 0)
     assert "could not tidy the store yet" in caplog.text and await store.exists("job:jgone:params:0")
+
+
+async def test_a_job_cancelled_the_moment_the_manager_takes_it_off_the_queue_ends_cancelled(store, tmp_path):
+    """The cancel comes after the manager made the job's task and before
+    that task first ran: cancelled before it began, the task never reached
+    the code that records a cancel (the job stayed queued for ever)."""
+    manager = JobManager(tmp_path, store, StandIn().training(), SystemClock())
+    async with manager:
+        job_id = await manager.submit(SPEC)
+        for _ in range(1000):  # a step of the loop at a time, until the manager has taken the job
+            if manager._current is not None:
+                break
+            await asyncio.sleep(0)
+        assert manager._current is not None and manager._current.job_id == job_id
+        assert inspect.getcoroutinestate(manager._current.task.get_coro()) == inspect.CORO_CREATED
+        # awaited here, not in a task of its own (wait_for's), which would run after the job's first step
+        assert await manager.cancel(job_id) is JobPhase.CANCELLED
+        record = manager.view(job_id).record
+        assert record.job_phase is JobPhase.CANCELLED and record.error == NEVER_STARTED and not record.model_kept

@@ -26,13 +26,17 @@ probe_timeout_s = 0.2
 gossip_interval_s = 0.2
 push_pull_interval_s = 3.0
 """
-JOB_S = 120.0
-# A job long enough to kill, restart and cut a peer in its course (a round
-# takes about 0.1 s; a restarted peer's workers take 10 to 15 s to start); deadlines
-# that bound a round with a dead peer.
+STEP_S = 120.0  # each wait for the cluster to get somewhere, on two loaded cores
+# A job that never ends by itself (the test cancels it once both faults are
+# over and healed: a job sized to end after them raced the restarted peer,
+# whose workers take 10 to 15 s to start); deadlines that bound a round with
+# a dead peer.
+ROUNDS = 100_000
 PEERS_TABLE = {"deadline_floor_s": 2, "deadline_ceiling_s": 10, "propose_timeout_s": 3, "report_timeout_s": 10}
-SPEC = DIGITS.format(epochs=1, timeout=30, mode="warm").replace("epochs = 1", "rounds = 400") + "\n[peers]\n" + \
-    "".join(f"{k} = {v}\n" for k, v in PEERS_TABLE.items())  # fmt: skip
+SPEC = DIGITS.format(epochs=1, timeout=30, mode="warm").replace("epochs = 1", f"rounds = {ROUNDS}") + \
+    "\n[peers]\n" + "".join(f"{k} = {v}\n" for k, v in PEERS_TABLE.items())  # fmt: skip
+# Rounds each peer back from a fault must take part in before the next step.
+TRAINED = 5
 TERMINAL = ("succeeded", "stopped_early", "failed", "cancelled")
 
 
@@ -104,9 +108,9 @@ def at_round(host, certs, job_id, r) -> bool:
     return status(host, certs, job_id).get("round", 0) >= r
 
 
-def submit(host, certs, root, rounds: int = 400) -> str:
+def submit(host, certs, root) -> str:
     spec = root / "job.toml"
-    spec.write_text(SPEC.replace("rounds = 400", f"rounds = {rounds}"))
+    spec.write_text(SPEC)
     result = ctl(host, certs, "submit", str(spec), "--json")
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)["job_id"]
@@ -117,14 +121,25 @@ def finals(hosts, certs, job_id) -> list[dict] | None:
     return found if all(f.get("state") in TERMINAL for f in found) else None
 
 
+def events(host, certs, job_id) -> list[dict]:
+    return [json.loads(line) for line in ctl(host, certs, "watch", job_id, "--json").stdout.splitlines()]
+
+
+def trained_again(host, peer_id: str, certs, job_id, after: int) -> bool:
+    """Whether the peer took part in TRAINED rounds of all three after round `after`."""
+    rounds = {e["round"] for e in events(host, certs, job_id)
+              if e["round"] > after and len(e["participants"]) == 3 and peer_id in e["participants"]}  # fmt: skip
+    return len(rounds) >= TRAINED
+
+
 @pytest.mark.faults_across_hosts
 def test_a_peer_cut_off_then_healed_and_a_peer_sigkilled_then_restarted_one_job_one_model(
         netns_cluster, cluster_certs, short_tmp):  # fmt: skip
     """One job on three hosts: peer2 is cut off (alone it is no quorum: it
     trains nothing while the others go on), healed (it takes their version
     and trains again); then peer1 is SIGKILLed mid-round (every peer owns a
-    shard) and restarted (it does the same). The job completes, every peer
-    with the same model, and no round outlasts its deadlines."""
+    shard) and restarted (it does the same). Every peer holds the same model
+    after every round, and no round outlasts its deadlines."""
     cluster = netns_cluster(n=3)
     certs = cluster_certs(cluster.hosts)
     daemons = start_cluster(cluster, certs, short_tmp)
@@ -137,30 +152,30 @@ def test_a_peer_cut_off_then_healed_and_a_peer_sigkilled_then_restarted_one_job_
 def faults(cluster, certs, short_tmp, daemons) -> None:
     first, killed, cut = cluster.hosts
     job_id = submit(first, certs, short_tmp)
-    wait_for(lambda: at_round(cut, certs, job_id, 3), JOB_S, what="round 3 on the peer to be cut off")
+    wait_for(lambda: at_round(cut, certs, job_id, 3), STEP_S, what="round 3 on the peer to be cut off")
     cut.disconnect()
     stuck_at = status(cut, certs, job_id)["round"]
-    wait_for(lambda: at_round(first, certs, job_id, stuck_at + 4), JOB_S, what="the majority going on")
+    wait_for(lambda: at_round(first, certs, job_id, stuck_at + 4), STEP_S, what="the majority going on")
     assert status(cut, certs, job_id)["round"] <= stuck_at + 1  # alone it is no quorum: it trains nothing
     cut.reconnect()
     healed_at = status(first, certs, job_id)["round"]
-    wait_for(lambda: at_round(cut, certs, job_id, healed_at + 2), JOB_S, what="the healed peer training again")
+    wait_for(lambda: trained_again(cut, "peer2", certs, job_id, healed_at), STEP_S, what="the healed peer training again")
 
     daemons[1].kill()  # mid-round: rounds follow each other without a pause
     killed_at = status(first, certs, job_id)["round"]
     daemons[1].start()  # back with the state of an older round: it takes the majority's, and trains again
-    ended = wait_for(lambda: finals(cluster.hosts, certs, job_id), JOB_S, what="the job ending on every peer")
-    assert [f["state"] for f in ended] == ["succeeded"] * 3, ended
-    assert len({f["digest"] for f in ended}) == 1, ended
-    assert min(f["test_accuracy"] for f in ended) >= 0.85
+    wait_for(lambda: trained_again(killed, "peer1", certs, job_id, killed_at), STEP_S,
+             what="the restarted peer training again")  # fmt: skip
+    cancelled = ctl(first, certs, "cancel", job_id)
+    assert cancelled.returncode == 0, cancelled.stderr
+    ended = wait_for(lambda: finals(cluster.hosts, certs, job_id), STEP_S, what="the job ending on every peer")
+    assert {f["state"] for f in ended} == {"cancelled"}, ended
 
-    def events(host) -> list[dict]:
-        return [json.loads(line) for line in ctl(host, certs, "watch", job_id, "--json").stdout.splitlines()]
-
-    for host, back_from in ((cut, healed_at), (killed, killed_at)):
-        again = [e for e in events(host) if e["round"] > back_from and len(e["participants"]) == 3]
-        assert again, f"{host} never trained in a round again"
-    rounds = [e for e in events(first) if e["participants"]]
+    history = {h.name: {e["round"]: e for e in events(h, certs, job_id) if e["participants"]} for h in cluster.hosts}
+    for r in set().union(*history.values()):
+        digests = {peer[r]["digest"] for peer in history.values() if r in peer}
+        assert len(digests) == 1, (r, digests)  # one model after every round, at every peer that ran it
+    rounds = list(history[first.name].values())
     assert any(len(e["participants"]) == 2 for e in rounds)  # rounds went on without the lost peer
     # A round waits at most for its proposals, parts and results, and reports, with a retry.
     bound = 2 * (PEERS_TABLE["propose_timeout_s"] + 2 * PEERS_TABLE["deadline_ceiling_s"]

@@ -187,3 +187,55 @@ async def test_a_bug_in_a_handler_is_internal_with_its_traceback_only_in_the_log
 def test_guard_without_a_ca_needs_insecure():
     with pytest.raises(ConfigError, match="a CA certificate is needed unless insecure"):
         Guard(None, None, Counters(), max_message_bytes=LIMIT)
+
+
+async def test_a_refusal_to_a_caller_that_hung_up_is_no_internal_error(certs, caplog):
+    """A handler refuses (aborts) a call whose caller cancelled meanwhile:
+    the status cannot be sent any more. That is the caller's leaving, not a
+    bug: it was logged as an internal error with two tracebacks, and the
+    guard's own abort then failed ("Abort already called")."""
+    import asyncio
+
+    CALLS = 20
+
+    started, finished = asyncio.Event(), asyncio.Event()
+    outcome: list[str] = []
+
+    async def refuses_late(requests, context) -> bytes:
+        started.set()
+        try:
+            async for _ in requests:  # ends when the caller cancels (as a truncated stream)
+                pass
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "refused, but the caller is gone")
+        except BaseException as exc:
+            outcome.append(type(exc).__name__)
+            raise
+        finally:
+            finished.set()
+
+    def register(server: grpc.aio.Server) -> None:
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("spirt.v1.Membership", {
+            "Late": grpc.stream_unary_rpc_method_handler(refuses_late)}),))  # fmt: skip
+
+    guard = Guard(certs.ca_cert, certs.revocations(), Counters(), max_message_bytes=LIMIT)
+    own = certs.credentials("node1", role=Role.PEER)
+    async with RpcServer("127.0.0.1:0", credentials=server_credentials(own, certs.ca_pem), guard=guard,
+                         register=register, max_message_bytes=LIMIT, grace_s=GRACE_S) as server:  # fmt: skip
+        async with channel(certs, server.port, "peer2") as ch:
+
+            async def pieces():
+                yield b"x"
+                await asyncio.sleep(CALL_TIMEOUT_S)
+
+            with caplog.at_level(logging.DEBUG):
+                for _ in range(CALLS):  # the race (the status sent as the call goes) is won only now and then
+                    started.clear()
+                    finished.clear()
+                    call = ch.stream_unary("/spirt.v1.Membership/Late")(pieces(), timeout=CALL_TIMEOUT_S)
+                    await asyncio.wait_for(started.wait(), CALL_TIMEOUT_S)
+                    call.cancel()
+                    await asyncio.wait_for(finished.wait(), CALL_TIMEOUT_S)
+                await asyncio.sleep(0.2)  # the guard's handling of what the last handler raised
+    assert len(outcome) == CALLS
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
