@@ -16,6 +16,10 @@ so it works inside Jupyter's); AsyncClient has the same methods, awaited
 are spirt_client.errors, each naming the peer and what failed.
 """
 
+# First: importing spirtd turns gRPC's fork support off, which works only
+# before grpc is imported (see spirtd/__init__.py).
+import spirtd  # noqa: F401  # isort: skip
+
 from spirt_client.aio import AsyncClient
 from spirt_client.errors import (
     BadReply,

@@ -19,6 +19,15 @@ OUTLIER_QUANTILE = 0.9
 OUTLIER_HEADROOM = 2.0
 # Up to this many rounds, the phase chart's bars have gaps between them.
 GAPPED_BARS = 50
+# The slowest rounds are labelled with their time, at most this many, each
+# at least this fraction of the axis from the next (labels must not overlap).
+MAX_LABELS = 5
+LABEL_GAP = 0.12
+# Up to this many evaluations, each is marked on the accuracy line.
+MARKED_EVALUATIONS = 30
+# A loss that falls by this factor or more is drawn on a log scale (else
+# the first rounds' loss flattens all the others').
+LOG_LOSS_SPAN = 100.0
 # A palette that stays apart for readers with the common colour blindnesses (Okabe and Ito).
 COLOURS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 
@@ -59,13 +68,18 @@ def _loss_and_accuracy(ax, rounds: Sequence[RoundEvent]) -> None:
     ax.set_ylabel("training loss")
     points = [(e.round, e.loss) for e in rounds if e.loss is not None]
     lines = ax.plot(*_columns(points), color=COLOURS[0], label="training loss")
+    losses = [loss for _, loss in points]
+    if losses and min(losses) > 0 and max(losses) >= LOG_LOSS_SPAN * min(losses):
+        ax.set_yscale("log")
+        ax.set_ylabel("training loss (log scale)")
     right = ax.twinx()
     right.set_ylabel("validation accuracy")
     right.set_ylim(0.0, 1.0)
     # Each event repeats the last evaluation's accuracy: mark the rounds that evaluated.
     evaluated = [(e.round, e.accuracy) for e in rounds if e.accuracy is not None and "evaluate" in e.phase_s]
     evaluated = evaluated or [(e.round, e.accuracy) for e in rounds if e.accuracy is not None]
-    lines += right.plot(*_columns(evaluated), color=COLOURS[1], marker="o", label="validation accuracy")
+    marker = "o" if len(evaluated) <= MARKED_EVALUATIONS else None
+    lines += right.plot(*_columns(evaluated), color=COLOURS[1], marker=marker, label="validation accuracy")
     ax.legend(lines, [line.get_label() for line in lines], loc="center right")
 
 
@@ -81,31 +95,45 @@ def _participants(ax, rounds: Sequence[RoundEvent]) -> None:
 
 
 def _phases(ax, rounds: Sequence[RoundEvent]) -> None:
+    from matplotlib.collections import PolyCollection
+
     ax.set_ylabel("seconds")
     names = [p for p in PHASES if any(p in e.phase_s for e in rounds)]
     names += sorted({p for e in rounds for p in e.phase_s} - set(names))
     xs = [e.round for e in rounds]
     bottom = [0.0] * len(rounds)
-    width = 0.9 if len(rounds) <= GAPPED_BARS else 1.0  # thin gaps between many bars only flicker
+    half = (0.9 if len(rounds) <= GAPPED_BARS else 1.0) / 2  # thin gaps between many bars only flicker
+    # Stacked bars, a collection of rectangles per phase: one artist each
+    # (ax.bar's patch per bar took 10-25 s to draw a thousand rounds).
     for i, name in enumerate(names):
         heights = [e.phase_s.get(name, 0.0) for e in rounds]
-        ax.bar(xs, heights, bottom=bottom, width=width, color=COLOURS[i % len(COLOURS)], label=name, linewidth=0)
+        boxes = [((x - half, b), (x + half, b), (x + half, b + h), (x - half, b + h))
+                 for x, b, h in zip(xs, bottom, heights)]  # fmt: skip
+        ax.add_collection(PolyCollection(boxes, facecolors=COLOURS[i % len(COLOURS)], linewidths=0, label=name))
         bottom = [b + h for b, h in zip(bottom, heights)]
-    ax.legend(loc="upper right", ncols=2, fontsize="small")
+    ax.autoscale_view()
+    ax.set_ylim(bottom=0)
+    # Beside the chart, not on it: its top holds the slowest rounds' labels.
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
     _clip_outliers(ax, xs, bottom)
 
 
 def _clip_outliers(ax, xs: Sequence[int], totals: Sequence[float]) -> None:
     """A round far slower than the rest (the first: the workers start) would
     flatten every other bar: the axis stops above the typical round and such
-    a bar says its time at the top."""
+    a bar says its time at the top (the slowest ones, labels apart)."""
     typical = sorted(totals)[int(OUTLIER_QUANTILE * (len(totals) - 1))]
     top = typical * OUTLIER_HEADROOM
     if top <= 0 or max(totals) <= top:
         return
     ax.set_ylim(0, top)
-    for x, total in zip(xs, totals):
-        if total > top:
+    gap = LABEL_GAP * (max(xs) - min(xs))
+    labelled: list[int] = []
+    for total, x in sorted(zip(totals, xs), reverse=True):
+        if total <= top or len(labelled) == MAX_LABELS:
+            break
+        if all(abs(x - other) > gap for other in labelled):
+            labelled.append(x)
             ax.annotate(f"{total:.1f} s", (x, top), xytext=(0, -3), textcoords="offset points", ha="center",
                         va="top", fontsize="small", bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.5"})  # fmt: skip
 

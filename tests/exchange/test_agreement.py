@@ -349,6 +349,29 @@ def test_a_peer_behind_hears_where_the_others_are_and_resyncs():
     assert resyncs and resyncs[0].round == 9 and resyncs[0].state == "s9" and len(resyncs[0].sources) >= 2
 
 
+def test_a_restarted_peer_behind_peers_that_went_on_without_it_keeps_asking_them_until_it_resyncs():
+    """make demo, once in five: node2, SIGKILLed and restarted, resumed a
+    round behind; the two others, which had dropped it, answered its first
+    proposal each from another round (they run 30 rounds a second), so no
+    majority vouched for one; then they were silent through its attempt,
+    and its next proposals, of itself alone below quorum, went to nobody."""
+    net = Net(["a", "b", "c"])
+    for peer in "ab":
+        net.start(peer, round_number=9, state="s9", previous=("a", "b"), alive={"a", "b"})
+    net.deliver()
+    net.drop = lambda sender, to, message: sender == "c" and to == "b"
+    net.start("c", round_number=2, state="s2", previous=("a", "b", "c"))
+    net.deliver()  # a answers from round 9
+    net.drop = lambda sender, to, message: False
+    for peer in "ab":  # they went on meanwhile
+        net.start(peer, round_number=10, state="s10", previous=("a", "b"), alive={"a", "b"})
+    net.deliver()
+    assert not net.of("c", Resync) and not net.of("a", Agreed)[-1].key.participants.count("c")
+    net.advance(4 * CONFIG.propose_timeout_s)
+    resyncs = net.of("c", Resync)
+    assert resyncs and (resyncs[0].round, resyncs[0].state, resyncs[0].sources) == (10, "s10", ("a", "b"))
+
+
 def test_a_peer_astray_at_the_same_round_resyncs_to_the_majority():
     net = Net(["a", "b", "c"])
     for peer in "ab":
