@@ -25,6 +25,7 @@ keys are errors) into frozen dataclasses.
     invocation_memory_mb = 2048
     max_attempts = 3
     round_timeout_s = 1800
+    worker_start_timeout_s = 120  # a worker's start (torch's import)
 
     [workers]
     mode = "warm"                 # warm pool, or "cold": a fresh process per minibatch
@@ -176,12 +177,15 @@ class AggregationSpec:
 class LimitsSpec:
     """invocation_timeout_s / invocation_memory_mb: one worker invocation's
     limits; max_attempts: tries of one minibatch before it is dropped;
-    round_timeout_s: the most a whole round may take before the job fails."""
+    round_timeout_s: the most a whole round may take before the job fails;
+    worker_start_timeout_s: the most a worker may take to start (torch's
+    import: seconds on a quiet machine, more than 30 on a loaded one)."""
 
     invocation_timeout_s: float = 120.0
     invocation_memory_mb: int = 2048
     max_attempts: int = 3
     round_timeout_s: float = 1800.0
+    worker_start_timeout_s: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -275,7 +279,8 @@ class JobSpec:
         return PoolConfig(mode=PoolMode(self.workers.mode), concurrency=self.workers.concurrency,
                           invocation_timeout_s=self.limits.invocation_timeout_s,
                           memory_limit_mb=self.limits.invocation_memory_mb,
-                          max_attempts=self.limits.max_attempts)  # fmt: skip
+                          max_attempts=self.limits.max_attempts,
+                          start_timeout_s=self.limits.worker_start_timeout_s)  # fmt: skip
 
 
 _TABLES = {"optimizer": OptimizerSpec, "limits": LimitsSpec, "workers": WorkersSpec, "peers": RoundsSpec}
@@ -302,6 +307,8 @@ def _check_tables(spec: JobSpec) -> None:
     _number(spec.limits.invocation_timeout_s, "limits invocation_timeout_s", strict=True,
             maximum=MAX_INVOCATION_TIMEOUT_S)  # fmt: skip
     _number(spec.limits.round_timeout_s, "limits round_timeout_s", strict=True, maximum=MAX_ROUND_TIMEOUT_S)
+    _number(spec.limits.worker_start_timeout_s, "limits worker_start_timeout_s", strict=True,
+            maximum=MAX_INVOCATION_TIMEOUT_S)  # fmt: skip
     _positive_int(spec.limits.invocation_memory_mb, "limits invocation_memory_mb", maximum=machine_memory_mb())
     _positive_int(spec.limits.max_attempts, "limits max_attempts", maximum=MAX_ATTEMPTS)
     if spec.workers.mode not in WORKER_MODES:

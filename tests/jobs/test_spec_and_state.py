@@ -64,6 +64,14 @@ def test_the_peers_table_sets_the_rounds_with_other_peers_and_round_trips():
     assert from_dict(spec.to_dict()) == spec
 
 
+def test_a_workers_start_may_take_what_the_spec_says():
+    """The pool's start timeout was a fixed 30 s: a warm worker importing
+    torch on a loaded machine took longer, and the job failed at that peer."""
+    assert from_dict(BASE).pool_config().start_timeout_s == 120
+    slow = from_dict({**BASE, "limits": {"worker_start_timeout_s": 600}})
+    assert slow.pool_config().start_timeout_s == 600 and from_dict(slow.to_dict()) == slow
+
+
 def test_spec_from_json_round_trips():
     spec = parse('{"model": "lenet", "dataset": "digits", "batch_size": 8, "minibatches_per_round": 2, '
                  '"rounds": 3, "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.9, "nesterov": true}}')
@@ -98,6 +106,8 @@ def test_spec_from_json_round_trips():
         ({"workers": {"concurrency": 0}}, "workers concurrency"),
         ({"limits": {"invocation_timeout_s": 0}}, "invocation_timeout_s"),
         ({"limits": {"max_attempts": 0}}, "max_attempts"),
+        ({"limits": {"worker_start_timeout_s": 0}}, "limits worker_start_timeout_s"),
+        ({"limits": {"worker_start_timeout_s": 1e9}}, "limits worker_start_timeout_s"),
         ({"model": {"hidden": [3]}}, "model must be a name or a table with a name"),
         ({"peers": {"quorum": 1.0}}, "peers quorum is a fraction below 1"),
         ({"peers": {"quorum": -0.1}}, "peers quorum"),
