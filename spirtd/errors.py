@@ -17,6 +17,11 @@
     │                          mismatched shapes, non-finite values)
     ├── TransportError         a message to a peer could not be delivered or
     │                          answered (unreachable, refused, broken link)
+    ├── ExchangeError          a round's exchange between peers could not go on
+    │   ├── ContributionRefused    the receiver refused a contribution stream (kind: why)
+    │   ├── VersionMoved           the peer asked for a version has gone on to a later round
+    │   ├── AttemptFailed          the attempt was given up: agree again
+    │   └── ResyncNeeded           a majority holds another version: take it
     ├── MembershipError        the membership layer refused a request (a probe
     │                          for another member, a closed driver, no seed answered)
     ├── StoreError             the tensor store refused or failed an operation
@@ -120,6 +125,11 @@ class ContributionRefused(ExchangeError):
     def __init__(self, message: str, kind: str = "") -> None:
         super().__init__(message)
         self.kind = kind
+
+
+class VersionMoved(ExchangeError):
+    """The peer asked for a round's version has gone on to a later one (a
+    race while catching up, not a fault of that peer): ask another."""
 
 
 class AttemptFailed(ExchangeError):

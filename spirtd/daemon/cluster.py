@@ -13,7 +13,7 @@ import grpc
 
 from spirtd.api.spirt.v1 import gradients_pb2 as pb
 from spirtd.api.spirt.v1 import gradients_pb2_grpc
-from spirtd.errors import ExchangeError, JobNotFound, SpirtError
+from spirtd.errors import ExchangeError, JobNotFound, SpirtError, VersionMoved
 from spirtd.daemon.exchange_grpc import GrpcExchangeTransport
 from spirtd.exchange.attempt import GlobalAggregate, LocalAggregate
 from spirtd.exchange.config import RoundSettings
@@ -81,7 +81,7 @@ class ClusterPeers:
                     land: Callable[[str], Awaitable[str]]) -> dict[str, str]:  # fmt: skip
         reply = await self._transport.fetch_version(source, job)
         if reply.round != round_number:
-            raise ExchangeError(f"{source} holds round {reply.round} of job {job}, not {round_number}")
+            raise VersionMoved(f"{source} holds round {reply.round} of job {job}, not {round_number}")
         for name in reply.tensors:
             await self._fetch_tensor(job, source, round_number, name, await land(name))
         return dict(reply.progress)

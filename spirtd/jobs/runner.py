@@ -23,7 +23,7 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from spirtd.aggregation import validate_call, with_weights
 from spirtd.clock import Clock, clock_timeout
-from spirtd.errors import AggregationError, AttemptFailed, ResyncNeeded, RoundFailed, SpirtError, StoreRestarted
+from spirtd.errors import AggregationError, AttemptFailed, ResyncNeeded, RoundFailed, SpirtError, StoreRestarted, VersionMoved
 from spirtd.exchange.attempt import GlobalAggregate, LocalAggregate
 from spirtd.exchange.config import RoundSettings
 from spirtd.exchange.formulas import donor_order, minibatch_slots
@@ -171,6 +171,10 @@ class JobRunner:
                 fields = await self._peers.fetch(self.job_id, source, want.round, land)
                 progress = Progress.from_hash(fields)
                 refusal = await self._check_version(want, progress, landed, ended=bool(fields.get("ended")))
+            except VersionMoved as exc:  # it went on meanwhile: no fault of its
+                _log.info("job %s: round %d is not at %s any more: %s", self.job_id, want.round, source, exc,
+                          extra={"job": self.job_id, "peer": source})  # fmt: skip
+                continue
             except (SpirtError, ValueError) as exc:
                 refusal = f"could not take it: {exc}"
             if refusal is not None:

@@ -145,3 +145,36 @@ async def test_a_rule_that_cannot_combine_this_many_peers_fails_the_job_saying_s
     await krum.load_or_start()
     with pytest.raises(RoundFailed, match=r"3 participants .* krum tolerates f faulty inputs only with n >= 2f\+3"):
         await krum.run_round(0)
+
+
+async def test_a_source_that_went_on_to_a_later_round_is_skipped_without_an_error(two_stores, caplog):
+    """A donor that committed the next round while the joiner asked (a race
+    while catching up) is no bad donor: logged as the race it is, not as an
+    error (make demo showed "could not take it: node3 holds round 613" as
+    errors), and the next source is asked."""
+    import logging
+
+    from spirtd.errors import VersionMoved
+
+    donor_store, joiner_store = two_stores
+    clock = FakeClock()
+    donor = await trained_donor(donor_store, clock)
+    names = ("ahead", "sound")
+    first = donor_order(names, Sources.me)[0]
+
+    class OneWentOn(Sources):
+        async def fetch(self, job, source, round_number, land):
+            if source == first:
+                self.asked.append(source)
+                raise VersionMoved(f"{source} holds round {round_number + 1} of job {job}, not {round_number}")
+            return await super().fetch(job, source, round_number, land)
+
+    sources = OneWentOn(donor_store, donor.progress)
+    sources.sink = joiner_store
+    joiner = runner(joiner_store, sources, clock)
+    await joiner.load_or_start()
+    with caplog.at_level(logging.INFO, logger="spirtd.jobs"):
+        assert await joiner._resync(ResyncNeeded("", 2, donor.progress.state, names))
+    assert sources.asked == list(donor_order(names, Sources.me)) and joiner.progress.state == donor.progress.state
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], [r.getMessage() for r in caplog.records]
+    assert any(f"not at {first} any more" in r.getMessage() for r in caplog.records)
