@@ -43,7 +43,7 @@ compose-tool:
 # AddressSanitizer + UBSan build (each once: the suite stays under 15 minutes).
 # Under CI (CI=true, as root) the multi-host and compose tests must run, never skip.
 test: $(STAMP) compose-tool
-	SPIRTD_REQUIRE_NETNS=$${CI:+1} SPIRTD_REQUIRE_COMPOSE=$${CI:+1} $(BIN)/python -m pytest -q --ignore=tests/module
+	SPIRTD_REQUIRE_NETNS=$${CI:+1} SPIRTD_REQUIRE_COMPOSE=$${CI:+1} $(BIN)/python -m pytest -q --durations=20 --ignore=tests/module
 	$(MAKE) --no-print-directory test-asan
 
 # The job on three hosts through a partition and a SIGKILL alone (50 s; also in make test).
