@@ -28,6 +28,7 @@ from spirt_client.errors import (
     ClientError,
     HandshakeFailed,
     InvalidRequest,
+    ClientClosed,
     MissingDependency,
     NotFound,
     NotPermitted,
@@ -40,5 +41,5 @@ from spirt_client.sync import Client
 __all__ = [
     "AsyncClient", "BadReply", "CallFailed", "CallTimedOut", "Client", "ClientError", "HandshakeFailed",
     "InvalidRequest", "JobState", "JobStatus", "JobSummary", "Member", "MemberEvent", "MemberState",
-    "MissingDependency", "Model", "NotFound", "NotPermitted", "PeerUnreachable", "RoundEvent", "Status",
+    "ClientClosed", "MissingDependency", "Model", "NotFound", "NotPermitted", "PeerUnreachable", "RoundEvent", "Status",
 ]  # fmt: skip

@@ -36,19 +36,20 @@ class AsyncClient(ClientBase):
         await self.aclose()
 
     async def aclose(self) -> None:
+        self._closed = True
         await self._channel.close()
 
     async def _call(self, ask: Ask[R]) -> R:
         deadline = self._deadline(ask)
         try:
-            reply = await getattr(self._stubs[ask.service], ask.rpc)(ask.request, timeout=deadline)
+            reply = await self._started(lambda: getattr(self._stubs[ask.service], ask.rpc)(ask.request, timeout=deadline))
         except grpc.RpcError as exc:
             raise self._failed(exc, deadline) from None
         return ask.read(reply)
 
     async def _stream(self, ask: Ask[R], timeout_s: float | None = None) -> AsyncIterator[R]:
         deadline = self._deadline(ask, timeout_s)
-        call = getattr(self._stubs[ask.service], ask.rpc)(ask.request, timeout=deadline)
+        call = self._started(lambda: getattr(self._stubs[ask.service], ask.rpc)(ask.request, timeout=deadline))
         try:
             async for message in call:
                 yield ask.read(message)

@@ -10,7 +10,7 @@ import grpc
 
 from spirt_client.calls import Ask
 from spirt_client.connection import DEFAULT_NAME, DEFAULT_TIMEOUT_S, Target, explain
-from spirt_client.errors import CallFailed
+from spirt_client.errors import CallFailed, ClientClosed
 
 
 class ClientBase:
@@ -28,6 +28,20 @@ class ClientBase:
                  timeout_s: float = DEFAULT_TIMEOUT_S) -> None:  # fmt: skip
         self.target = Target(address, Path(certs_dir) if certs_dir is not None else None, name, peer_id, insecure)
         self.timeout_s = timeout_s
+        self._closed = False
+
+    def _started(self, start):
+        """start() (a call on the channel), or ClientClosed once the client is
+        closed: grpc's own error for a closed channel (a ValueError, or
+        UsageError with asyncio) says nothing of whose channel."""
+        if self._closed:
+            raise ClientClosed(f"the client of spirtd at {self.target.address} is closed")
+        try:
+            return start()
+        except Exception:
+            if self._closed:  # closed by another thread meanwhile (a watch running while the client closes)
+                raise ClientClosed(f"the client of spirtd at {self.target.address} is closed") from None
+            raise
 
     @property
     def address(self) -> str:

@@ -20,6 +20,8 @@
         │                          name the field and the bound)
         ├── BadReply           what the peer sent cannot be used (a model whose bytes do
         │                      not match its digest)
+        ├── ClientClosed       the client was closed (a call made, or a watch still
+        │                      running, after close())
         └── MissingDependency  an optional package (pandas, matplotlib) is not installed
 
 Every message names the peer's address and what failed; a refusal carries
@@ -73,6 +75,10 @@ class InvalidRequest(CallFailed):
 
 class BadReply(ClientError):
     """What the peer sent cannot be used."""
+
+
+class ClientClosed(ClientError):
+    """The client was closed before or while the call was made."""
 
 
 class MissingDependency(ClientError):

@@ -37,19 +37,20 @@ class Client(ClientBase):
         self.close()
 
     def close(self) -> None:
+        self._closed = True
         self._channel.close()
 
     def _call(self, ask: Ask[R]) -> R:
         deadline = self._deadline(ask)
         try:
-            reply = getattr(self._stubs[ask.service], ask.rpc)(ask.request, timeout=deadline)
+            reply = self._started(lambda: getattr(self._stubs[ask.service], ask.rpc)(ask.request, timeout=deadline))
         except grpc.RpcError as exc:
             raise self._failed(exc, deadline) from None
         return ask.read(reply)
 
     def _stream(self, ask: Ask[R], timeout_s: float | None = None) -> Iterator[R]:
         deadline = self._deadline(ask, timeout_s)
-        call = getattr(self._stubs[ask.service], ask.rpc)(ask.request, timeout=deadline)
+        call = self._started(lambda: getattr(self._stubs[ask.service], ask.rpc)(ask.request, timeout=deadline))
         try:
             for message in call:
                 yield ask.read(message)

@@ -56,3 +56,25 @@ def test_a_submit_may_take_longer_than_the_clients_timeout_the_other_calls_not()
         assert client._deadline(calls.events("j1")) is None  # a watch lasts as long as the job
     with Client("127.0.0.1:1", insecure=True, timeout_s=300) as client:
         assert client._deadline(calls.submit({"model": "mlp", "dataset": "digits"})) == 300
+
+
+async def test_a_call_on_a_closed_client_says_so():
+    """A watch thread still running as the client closes (make demo's, on
+    Ctrl-C) got grpc's bare "Cannot invoke RPC: Channel closed!" ValueError,
+    a traceback out of its thread."""
+    import asyncio
+
+    from spirt_client import AsyncClient, Client, ClientClosed, ClientError
+
+    client = Client("127.0.0.1:1", insecure=True)
+    client.close()
+    for call in (client.status, lambda: next(iter(client.events("j1")))):
+        with pytest.raises(ClientClosed, match="the client of spirtd at 127.0.0.1:1 is closed"):
+            call()
+    assert issubclass(ClientClosed, ClientError)
+    aclient = AsyncClient("127.0.0.1:1", insecure=True)
+    await aclient.aclose()
+    with pytest.raises(ClientClosed):
+        await aclient.status()
+    with pytest.raises(ClientClosed):
+        await asyncio.wait_for(anext(aiter(aclient.events("j1"))), 5)
