@@ -33,7 +33,7 @@ push_pull_interval_s = 3.0
 """
 PEERS_TABLE = {"deadline_floor_s": 2, "deadline_ceiling_s": 10, "propose_timeout_s": 3, "report_timeout_s": 10}
 ROUNDS = 200
-KILLS = 3
+KILLS = 2
 # Kills fall in the first half of the job, one peer down at a time.
 KILL_ROUNDS = (5, ROUNDS // 2)
 DOWNTIME_S = (0.5, 4.0)  # shorter than failure detection, or longer

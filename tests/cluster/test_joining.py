@@ -16,7 +16,7 @@ from tests.jobs.jobs import spirtctl
 
 ROUNDS = 100_000  # never reached: the test cancels the job once the joiner has trained a while
 JOIN_AT = 10  # the round the cluster has passed when the fourth peer starts
-TRAINED = 20  # rounds the joiner takes part in before the job is cancelled
+TRAINED = 10  # rounds the joiner takes part in before the job is cancelled
 JOIN_S = 120.0  # its start (data, warm workers) and first contribution, on two loaded cores
 TOOK = re.compile(r"took round (\d+) \(digest")
 
