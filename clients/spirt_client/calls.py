@@ -84,7 +84,9 @@ def model(job_id: str) -> Ask[control_pb2.ModelChunk]:
 
 
 def cancel(job_id: str) -> Ask[JobState]:
-    return Ask("CancelJob", control_pb2.CancelJobRequest(job_id=job_id), lambda r: JobState.from_proto(r.state))
+    # Like a submit, a cancel waits for every member (30 s each, at once).
+    return Ask("CancelJob", control_pb2.CancelJobRequest(job_id=job_id), lambda r: JobState.from_proto(r.state),
+               min_timeout_s=SUBMIT_TIMEOUT_S)
 
 
 def delete(job_id: str) -> Ask[None]:

@@ -325,18 +325,24 @@ class JobManager:
         if self._current is not None and self._current.job_id == job_id:
             running = self._current
             running.stop(JobStop.CANCEL)
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await asyncio.shield(running.task)
+            except asyncio.CancelledError:
+                if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                    raise  # this caller gave up; the job's task records the cancel as it ends
         self._cancelled_before_start(job)
         return job.record.job_phase
 
     def _cancelled_before_start(self, job: JobView) -> None:
-        """Records the cancel of a job that did not run: still queued, or
-        its task cancelled before it first ran (so never reached the code
-        in _run that records a cancel)."""
-        if not job.record.job_phase.terminal:
-            job.record.model_kept = False  # it never had one
-            self._finish(job, JobPhase.CANCELLED, NEVER_STARTED)
+        """Records the cancel of a job whose task did not run: still queued,
+        or its task cancelled before it first ran (so never reached the code
+        in _run that records a cancel). A job resumed after a restart keeps
+        the model of the rounds it ran before."""
+        if job.record.job_phase.terminal:
+            return
+        never_ran = job.record.job_phase is JobPhase.QUEUED
+        job.record.model_kept = job.record.model_kept and not never_ran
+        self._finish(job, JobPhase.CANCELLED, NEVER_STARTED if never_ran else "cancelled")
 
     async def delete(self, job_id: str) -> None:
         """Deletes an ended job: its record and everything it has in the store."""
@@ -403,7 +409,7 @@ class JobManager:
         except asyncio.CancelledError:
             # Stopped by a shutdown, the job stays as it is and resumes after the restart.
             stopped_by = self._current.stopped_by if self._current is not None else None
-            if stopped_by is JobStop.CANCEL:
+            if stopped_by is JobStop.CANCEL and not job.record.job_phase.terminal:
                 never_ran = job.record.job_phase is JobPhase.QUEUED  # cancelled while its data loaded
                 job.record.model_kept = job.record.model_kept and not never_ran
                 self._finish(job, JobPhase.CANCELLED, NEVER_STARTED if never_ran else "cancelled",

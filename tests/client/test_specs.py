@@ -52,6 +52,7 @@ def test_a_submit_may_take_longer_than_the_clients_timeout_the_other_calls_not()
 
     with Client("127.0.0.1:1", insecure=True, timeout_s=10) as client:
         assert client._deadline(calls.submit({"model": "mlp", "dataset": "digits"})) == calls.SUBMIT_TIMEOUT_S >= 60
+        assert client._deadline(calls.cancel("j1")) == calls.SUBMIT_TIMEOUT_S  # it reaches every member too
         assert client._deadline(calls.status()) == 10
         assert client._deadline(calls.events("j1")) is None  # a watch lasts as long as the job
     with Client("127.0.0.1:1", insecure=True, timeout_s=300) as client:

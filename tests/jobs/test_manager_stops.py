@@ -122,3 +122,47 @@ async def test_a_job_cancelled_the_moment_the_manager_takes_it_off_the_queue_end
         assert await manager.cancel(job_id) is JobPhase.CANCELLED
         record = manager.view(job_id).record
         assert record.job_phase is JobPhase.CANCELLED and record.error == NEVER_STARTED and not record.model_kept
+
+
+async def test_a_cancel_whose_caller_gives_up_while_the_job_unwinds_leaves_a_cancelled_job_and_a_running_manager(
+        store, tmp_path):  # fmt: skip
+    """The client's deadline passes (or a member's Cancel call is cancelled)
+    while the cancelled job leaves its pool: the cancel was taken for one
+    of a job that never started (its model forgotten), and the job's own
+    record of its cancel then raised inside the manager's task group."""
+    stand_in = StandIn()
+    manager = JobManager(tmp_path, store, stand_in.training(), SystemClock())
+    async with manager:
+        job_id = await manager.submit(SPEC)
+        await asyncio.wait_for(stand_in.invoking.wait(), BOUND_S)
+        cancelling = asyncio.create_task(manager.cancel(job_id))
+        await asyncio.sleep(0.1)  # the job is leaving its pool (0.5 s)
+        cancelling.cancel()  # the caller gives up
+        await asyncio.gather(cancelling, return_exceptions=True)
+
+        async def ended():
+            while not manager.view(job_id).record.job_phase.terminal:
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(ended(), BOUND_S)
+        record = manager.view(job_id).record
+        assert record.job_phase is JobPhase.CANCELLED and record.error == "cancelled", record.error
+        second = await manager.submit(SPEC)  # the manager goes on serving
+        await asyncio.wait_for(stand_in.invoking.wait(), BOUND_S)
+        assert manager.view(second).record.job_phase in (JobPhase.QUEUED, JobPhase.RUNNING)
+
+
+async def test_a_resumed_job_cancelled_before_it_runs_again_keeps_its_model(store, tmp_path):
+    """A job a restart left RUNNING is queued again; cancelled before it
+    runs, it is no job that never started: the rounds it ran stay."""
+    from spirtd.jobs import records
+    from spirtd.jobs import spec as specs
+
+    spec = specs.parse(SPEC)
+    records.write_record(tmp_path / records.JOBS_DIR, records.JobRecord("jresumed01", spec.to_dict(),
+                                                                          phase=JobPhase.RUNNING.value))  # fmt: skip
+    manager = JobManager(tmp_path, store, StandIn().training(), SystemClock())
+    async with manager:
+        assert await manager.cancel("jresumed01", everywhere=False) is JobPhase.CANCELLED
+        record = manager.view("jresumed01").record
+        assert record.error == "cancelled" and record.model_kept
