@@ -28,6 +28,8 @@ from typing import Any, AsyncIterator, Callable
 import grpc
 from cryptography import x509
 from google.protobuf.message import DecodeError
+# What sending a status raises once the call is gone (grpc.aio has no public name for it).
+from grpc._cython.cygrpc import ExecuteBatchError
 
 from spirtd.clock import SystemClock
 from spirtd.errors import ConfigError, SecurityError
@@ -188,18 +190,20 @@ class Guard:
 
     async def internal_error(self, context: grpc.aio.ServicerContext, method: str) -> None:
         """Logs the exception being handled, with its traceback, and aborts
-        the call with a short INTERNAL status (never the traceback). A call
-        whose caller hung up meanwhile (the handler's own status could not
-        be sent) is no bug, and has nobody to tell."""
-        if context.cancelled() or context.done():
+        the call with a short INTERNAL status (never the traceback). The
+        failure to send a status to a caller that hung up meanwhile is no
+        bug, and has nobody to tell; anything else is, even when a status
+        went out already (then there is nothing more to send)."""
+        if isinstance(sys.exc_info()[1], ExecuteBatchError) and (context.cancelled() or context.done()):
             _log.debug("a call to %s ended as its caller hung up (%s)", method, sys.exc_info()[1],
                        extra={"peer": context.peer()})  # fmt: skip
             return
         mark = secrets.token_hex(4)
         _log.exception("internal error %s in %s from %s", mark, method, context.peer(),
                        extra={"peer": context.peer(), "error_id": mark})  # fmt: skip
-        await context.abort(grpc.StatusCode.INTERNAL,
-                            f"an internal error on the peer (error {mark} in its log)")  # fmt: skip
+        if not context.done():
+            await context.abort(grpc.StatusCode.INTERNAL,
+                                f"an internal error on the peer (error {mark} in its log)")  # fmt: skip
 
 
 async def _maybe_await(value: Any) -> Any:

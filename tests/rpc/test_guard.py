@@ -239,3 +239,35 @@ async def test_a_refusal_to_a_caller_that_hung_up_is_no_internal_error(certs, ca
     assert len(outcome) == CALLS
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, [r.getMessage() for r in errors]
+
+
+async def test_a_bug_after_a_status_was_sent_is_still_an_internal_error(certs, caplog):
+    """Only the failure to send a status to a caller that left is quiet: a
+    handler's bug after its status went out (here: it swallowed its own
+    abort) was logged at debug level as a caller's hang-up."""
+
+    async def aborts_then_fails(requests, context) -> bytes:
+        async for _ in requests:
+            pass
+        try:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "refused")
+        except grpc.aio.AbortError:
+            pass  # the bug: an abort is not to be caught
+        raise KeyError("a bug")
+
+    def register(server: grpc.aio.Server) -> None:
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("spirt.v1.Membership", {
+            "Buggy": grpc.stream_unary_rpc_method_handler(aborts_then_fails)}),))  # fmt: skip
+
+    guard = Guard(certs.ca_cert, certs.revocations(), Counters(), max_message_bytes=LIMIT)
+    own = certs.credentials("node1", role=Role.PEER)
+    async with RpcServer("127.0.0.1:0", credentials=server_credentials(own, certs.ca_pem), guard=guard,
+                         register=register, max_message_bytes=LIMIT, grace_s=GRACE_S) as server:  # fmt: skip
+        async with channel(certs, server.port, "peer2") as ch:
+            with caplog.at_level(logging.DEBUG):
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await ch.stream_unary("/spirt.v1.Membership/Buggy")(iter([b"x"]), timeout=CALL_TIMEOUT_S)
+    assert info.value.code() is grpc.StatusCode.FAILED_PRECONDITION  # the status that went out
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage().split(" ")[:2] for r in errors] == [["internal", "error"]], [r.getMessage() for r in errors]
+    assert "KeyError" in (errors[0].exc_text or "")
