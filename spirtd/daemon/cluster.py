@@ -80,8 +80,7 @@ class ClusterPeers:
     async def fetch(self, job: str, source: str, round_number: int,
                     land: Callable[[str], Awaitable[str]]) -> dict[str, str]:  # fmt: skip
         reply = await self._transport.fetch_version(source, job)
-        if reply.round != round_number:
-            raise VersionMoved(f"{source} holds round {reply.round} of job {job}, not {round_number}")
+        check_version_round(source, job, held=reply.round, wanted=round_number)
         for name in reply.tensors:
             await self._fetch_tensor(job, source, round_number, name, await land(name))
         return dict(reply.progress)
@@ -100,6 +99,15 @@ class ClusterPeers:
             await writer.write(first.offset, first.data)
             async for chunk in chunks:
                 await writer.write(chunk.offset, chunk.data)
+
+
+def check_version_round(source: str, job: str, *, held: int, wanted: int) -> None:
+    """A source that went on to a later round raced the fetch (VersionMoved:
+    ask another); one behind the round it reported holding is at fault."""
+    if held > wanted:
+        raise VersionMoved(f"{source} holds round {held} of job {job}, not {wanted}")
+    if held < wanted:
+        raise ExchangeError(f"{source} holds round {held} of job {job}, behind round {wanted} it reported")
 
 
 class GrpcJobReplicas:
