@@ -3,6 +3,7 @@ methods as the synchronous Client, awaited)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import IO, Any
 
@@ -45,6 +46,9 @@ class AsyncClient(ClientBase):
             reply = await self._started(lambda: getattr(self._stubs[ask.service], ask.rpc)(ask.request, timeout=deadline))
         except grpc.RpcError as exc:
             raise self._failed(exc, deadline) from None
+        except asyncio.CancelledError:
+            self._closed_meanwhile()
+            raise
         return ask.read(reply)
 
     async def _stream(self, ask: Ask[R], timeout_s: float | None = None) -> AsyncIterator[R]:
@@ -55,8 +59,19 @@ class AsyncClient(ClientBase):
                 yield ask.read(message)
         except grpc.RpcError as exc:
             raise self._failed(exc, deadline) from None
+        except asyncio.CancelledError:
+            self._closed_meanwhile()
+            raise
         finally:
             call.cancel()
+
+    def _closed_meanwhile(self) -> None:
+        """ClientClosed for a call that the client's closing cancelled: as
+        asyncio.CancelledError it would read as the caller's own task
+        cancelled (a task that is being cancelled keeps its CancelledError)."""
+        task = asyncio.current_task()
+        if self._closed and (task is None or not task.cancelling()):
+            raise self._closed_error() from None
 
     async def health(self, service: str = "") -> str:
         """The gRPC health check: SERVING once the peer is up, NOT_SERVING while it starts or

@@ -35,13 +35,16 @@ class ClientBase:
         closed: grpc's own error for a closed channel (a ValueError, or
         UsageError with asyncio) says nothing of whose channel."""
         if self._closed:
-            raise ClientClosed(f"the client of spirtd at {self.target.address} is closed")
+            raise self._closed_error()
         try:
             return start()
         except Exception:
             if self._closed:  # closed by another thread meanwhile (a watch running while the client closes)
-                raise ClientClosed(f"the client of spirtd at {self.target.address} is closed") from None
+                raise self._closed_error() from None
             raise
+
+    def _closed_error(self) -> ClientClosed:
+        return ClientClosed(f"the client of spirtd at {self.target.address} is closed")
 
     @property
     def address(self) -> str:

@@ -12,9 +12,10 @@ import json
 import time
 
 import numpy as np
+import pytest
 import torch
 
-from spirt_client import AsyncClient, Client, JobState, JobStatus, Member, MemberState, Model, RoundEvent, Status
+from spirt_client import AsyncClient, Client, ClientClosed, JobState, JobStatus, Member, MemberState, Model, RoundEvent, Status
 from spirtd.jobs.spec import parse
 from spirtd.ml.datasets import DatasetSpec, load_dataset
 from spirtd.ml.models import ModelSpec, build_model
@@ -117,3 +118,22 @@ async def test_a_running_jobs_history_then_cancel_and_submit_from_a_path_or_text
         ended = [(await client.job_status(job)).state for job in (*queued, running)]
     assert len(history) >= 2 and not any(e.state.ended for e in history)
     assert states == ended == [JobState.CANCELLED] * 3
+
+
+async def test_an_async_watch_in_flight_when_its_client_closes_raises_client_closed(trained, certs):
+    """A watch iterated in one task while the client closes in another got
+    asyncio.CancelledError, which reads as that task's own cancellation."""
+
+    client = AsyncClient(trained.peer.address, certs, timeout_s=CALL_S)
+    first = asyncio.Event()
+
+    async def watching() -> None:
+        async for _ in client.watch_members():
+            first.set()
+
+    task = asyncio.create_task(watching())
+    await asyncio.wait_for(first.wait(), CALL_S)
+    await client.aclose()
+    with pytest.raises(ClientClosed, match="is closed"):
+        await asyncio.wait_for(task, CALL_S)
+    assert not task.cancelled()
