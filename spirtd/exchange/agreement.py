@@ -113,7 +113,7 @@ class _Round:
     new_state: str = ""
     recent: frozenset[str] = frozenset()  # proposed with our state in the last round
     committed: bool = False
-    expected: dict[str, float] = field(default_factory=dict)  # named, not heard from this round: since when
+    expected: dict[str, float] = field(default_factory=dict)  # named, not heard from in its attempt: since when
     answered: set[tuple[str, int, int]] = field(default_factory=set)  # (peer, round, attempt) told where we are
     told: set[str] = field(default_factory=set)  # sent a proposal of this round: each hears of every later one
 
@@ -260,8 +260,9 @@ class RoundAgreement:
         need = quorum(len(r.previous), self.config.quorum_fraction) if r.previous else 1
         have = len(r.previous & set(participants)) if r.previous else len(participants)
         r.key = AttemptKey(r.number, attempt, participants)
-        for p in participants:
-            if p != self.me and p not in r.same_state:
+        heard = r.proposals.get(attempt, {})
+        for p in participants:  # one that proposed an earlier attempt may hang since: expected all the same
+            if p != self.me and p not in heard:
                 r.expected.setdefault(p, now)
         self._deadline = self._propose_deadline(r, now)
         proposal = Propose(self.me, self.job, r.key, r.state)

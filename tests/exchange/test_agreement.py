@@ -490,3 +490,18 @@ def test_a_peer_held_dead_hears_of_no_later_attempt():
         net.apply(peer, net.machines[peer].work_failed("a stream refused", net.now))
     net.deliver()
     assert [m for _, to, m in net.sent[died:] if to == "d"]
+
+
+def test_a_peer_that_proposed_with_our_state_then_went_silent_is_left_out():
+    """c proposed attempt 0 with the others' state, then hangs (alive to
+    membership, silent). It was never expected again, so the others waited
+    on it in every later attempt until the round's own timeout."""
+    net = started(["a", "b", "c"])
+    assert net.of("a", Agreed)[-1].key.participants == ("a", "b", "c")
+    net.drop = lambda sender, to, message: "c" in (sender, to)  # hung
+    for peer in "ab":  # a stream of c's never came
+        net.apply(peer, net.machines[peer].work_failed("c's part did not come", net.now))
+    net.deliver()
+    net.advance(3 * CONFIG.propose_timeout_s)
+    for peer in "ab":
+        assert net.of(peer, Agreed)[-1].key.participants == ("a", "b"), net.machines[peer].phase
