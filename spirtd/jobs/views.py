@@ -35,6 +35,13 @@ class JobView:
     def total_rounds(self) -> int:
         return self.record.total_rounds
 
+    @property
+    def readable_version(self) -> int | None:
+        """The round whose parameters a reader may read now, or None."""
+        if self.record.job_phase.terminal:
+            return self.record.round if self.record.model_kept and self.spec is not None else None
+        return self.progress.round
+
 
 @dataclass(frozen=True)
 class JobSnapshot:

@@ -113,7 +113,7 @@ async def test_a_running_jobs_history_then_cancel_and_submit_from_a_path_or_text
         history = await client.history(running)  # returns at once: what is kept so far
         queued = [await client.submit(SMALL_JOB_TOML), await client.submit(json.dumps(SMALL_JOB))]  # behind it
         # The queued ones first: one taken from the queue just as it is cancelled can stay queued (the
-        # manager's task for it cancelled before it ever ran; spirtd/jobs/manager.py, reported).
+        # manager's task for it cancelled before it ever ran; spirtd/jobs/running.py, reported).
         states = [await client.cancel(job) for job in (*queued, running)]
         ended = [(await client.job_status(job)).state for job in (*queued, running)]
     assert len(history) >= 2 and not any(e.state.ended for e in history)

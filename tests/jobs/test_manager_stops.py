@@ -14,7 +14,8 @@ import pytest
 
 from spirtd.clock import SystemClock
 from spirtd.jobs.jobstate import JobPhase
-from spirtd.jobs.manager import NEVER_STARTED, JobManager
+from spirtd.jobs.book import NEVER_STARTED
+from spirtd.jobs.manager import JobManager
 from spirtd.jobs.views import Training
 from spirtd.ml.tasks import DataShape
 from spirtd.store import connect
@@ -113,11 +114,11 @@ async def test_a_job_cancelled_the_moment_the_manager_takes_it_off_the_queue_end
     async with manager:
         job_id = await manager.submit(SPEC)
         for _ in range(1000):  # a step of the loop at a time, until the manager has taken the job
-            if manager._current is not None:
+            if manager._queue.current is not None:
                 break
             await asyncio.sleep(0)
-        assert manager._current is not None and manager._current.job_id == job_id
-        assert inspect.getcoroutinestate(manager._current.task.get_coro()) == inspect.CORO_CREATED
+        assert manager._queue.current is not None and manager._queue.current.job_id == job_id
+        assert inspect.getcoroutinestate(manager._queue.current.task.get_coro()) == inspect.CORO_CREATED
         # awaited here, not in a task of its own (wait_for's), which would run after the job's first step
         assert await manager.cancel(job_id) is JobPhase.CANCELLED
         record = manager.view(job_id).record
