@@ -310,7 +310,8 @@ class AttemptExchange:
         mine = to_wire(mine, self._config.wire_dtype)  # this peer's part counts as the others' do
         async with self._store.writer(self.part_key(self.me), DType.FLOAT, (stop - start,)) as w:
             await w.write(0, from_wire(mine, self._config.wire_dtype))
-        self.parts[self.me] = self._header(Stage.SCATTER, self.mine, mine, local.samples, local.loss, ())
+        # Its header never travels: no SHA-256 (nothing would check it).
+        self.parts[self.me] = self._header(Stage.SCATTER, self.mine, mine, local.samples, local.loss, (), digest=False)
         waiting = lambda: self.failure is not None or set(self.parts) | self.dead >= set(self.key.participants)  # noqa: E731
         try:
             async with clock_timeout(self._clock, max(0.0, deadline_s - (self._clock.monotonic() - self.started_at))):
@@ -436,21 +437,22 @@ class AttemptExchange:
             raise AttemptFailed(f"round {self.key.round} attempt {self.key.attempt}: {self.failure}")
 
     def _header(self, stage: Stage, shard: int, data: bytes, samples: float, loss: float,
-                contributors: tuple[str, ...]) -> ContributionHeader:  # fmt: skip
+                contributors: tuple[str, ...], *, digest: bool = True) -> ContributionHeader:  # fmt: skip
         start, stop = self.bounds[shard]
         return ContributionHeader(job=self.job, key=self.key, sender=self.me, shard=shard, start=start,
                                   n_elements=stop - start, dtype=self._config.wire_dtype, nbytes=len(data),
-                                  sha256=hashlib.sha256(data).hexdigest(), stage=stage, samples=samples, loss=loss,
-                                  contributors=contributors)  # fmt: skip
+                                  sha256=hashlib.sha256(data).hexdigest() if digest else "", stage=stage,
+                                  samples=samples, loss=loss, contributors=contributors)  # fmt: skip
 
     @staticmethod
     def _f32_offset(offset: int, dtype: str) -> int:
         return offset * FLOAT32_BYTES // WIRE_DTYPES[dtype]
 
     async def _chunks(self, data: bytes) -> Chunks:
+        """Views of data (read-only bytes): the transport copies each once, into its message."""
         view, size = memoryview(data), self._config.chunk_bytes
         for offset in range(0, len(data), size):
-            yield offset, bytes(view[offset : offset + size])
+            yield offset, view[offset : offset + size]
 
 
 class _Refused(Exception):
