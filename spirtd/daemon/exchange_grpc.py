@@ -27,6 +27,9 @@ from spirtd.rpc.guard import Guard, caller
 from spirtd.rpc.server import ChannelPool
 
 _log = logging.getLogger("spirtd.exchange")
+PUSH_TENSOR = "/spirt.v1.GradientExchange/PushTensor"
+# TensorChunk's offset (3, varint) and data (4, length-delimited) keys, as protobuf writes them.
+_OFFSET_KEY, _DATA_KEY = bytes([3 << 3 | 0]), bytes([4 << 3 | 2])
 _STAGES = {Stage.SCATTER: pb.Contribution.SCATTER, Stage.GATHER: pb.Contribution.GATHER}
 _FROM_STAGE = {v: k for k, v in _STAGES.items()}
 
@@ -97,6 +100,31 @@ def header_from_wire(chunk: pb.TensorChunk) -> ContributionHeader:
                               contributors=tuple(c.contributors))  # fmt: skip
 
 
+def chunk_to_wire(offset: int, data: bytes | memoryview) -> bytes:
+    """A TensorChunk with offset and data, serialized: the bytes
+    pb.TensorChunk(offset=offset, data=data).SerializeToString() makes, with
+    one copy of data (the message and its serialization would make two)."""
+    head = bytearray()
+    if offset:
+        head += _OFFSET_KEY + _varint(offset)
+    if len(data):
+        head += _DATA_KEY + _varint(len(data))
+    return b"".join((head, data))
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _serialized(request: bytes) -> bytes:
+    return request
+
+
 # ---- client ----
 
 class GrpcExchangeTransport:
@@ -107,11 +135,14 @@ class GrpcExchangeTransport:
         self._channels = channels
         self._resolve = resolve
 
-    def _stub(self, peer: str) -> gradients_pb2_grpc.GradientExchangeStub:
+    def _channel(self, peer: str) -> grpc.aio.Channel:
         address = self._resolve(peer)
         if address is None:
             raise TransportError(f"{peer} is not a member")
-        return gradients_pb2_grpc.GradientExchangeStub(self._channels.get(address, peer))
+        return self._channels.get(address, peer)
+
+    def _stub(self, peer: str) -> gradients_pb2_grpc.GradientExchangeStub:
+        return gradients_pb2_grpc.GradientExchangeStub(self._channel(peer))
 
     async def send(self, to: str, message: Message) -> None:
         try:
@@ -120,13 +151,15 @@ class GrpcExchangeTransport:
             raise TransportError(f"{to}: {exc.code().name}: {exc.details()}") from exc
 
     async def push(self, to: str, header: ContributionHeader, chunks: Chunks) -> None:
-        async def requests() -> AsyncIterator[pb.TensorChunk]:
-            yield header_to_wire(header)
+        async def requests() -> AsyncIterator[bytes]:  # serialized TensorChunks
+            yield header_to_wire(header).SerializeToString()
             async for offset, data in chunks:
-                yield pb.TensorChunk(offset=offset, data=data)
+                yield chunk_to_wire(offset, data)
 
         try:
-            await self._stub(to).PushTensor(requests())
+            push = self._channel(to).stream_unary(PUSH_TENSOR, request_serializer=_serialized,
+                                                  response_deserializer=pb.PushTensorResponse.FromString)  # fmt: skip
+            await push(requests())
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
                 kind, _, reason = (exc.details() or "").partition(": ")

@@ -103,9 +103,9 @@ class AttemptState:
             raise AttemptFailed(f"round {self.key.round} attempt {self.key.attempt}: {self.failure}")
 
     def header(self, stage: Stage, shard: int, data: bytes, samples: float, loss: float,
-               contributors: tuple[str, ...]) -> ContributionHeader:  # fmt: skip
+               contributors: tuple[str, ...], *, digest: bool = True) -> ContributionHeader:  # fmt: skip
         start, stop = self.bounds[shard]
         return ContributionHeader(job=self.job, key=self.key, sender=self.me, shard=shard, start=start,
                                   n_elements=stop - start, dtype=self.wire_dtype, nbytes=len(data),
-                                  sha256=hashlib.sha256(data).hexdigest(), stage=stage, samples=samples, loss=loss,
-                                  contributors=contributors)  # fmt: skip
+                                  sha256=hashlib.sha256(data).hexdigest() if digest else "", stage=stage,
+                                  samples=samples, loss=loss, contributors=contributors)  # fmt: skip

@@ -27,6 +27,7 @@ def f32_offset(offset: int, dtype: str) -> int:
 
 
 async def chunks(data: bytes, size: int) -> Chunks:
+    """Views of data (read-only bytes): the transport copies each once, into its message."""
     view = memoryview(data)
     for offset in range(0, len(data), size):
-        yield offset, bytes(view[offset : offset + size])
+        yield offset, view[offset : offset + size]

@@ -23,7 +23,7 @@ from typing import Protocol
 from spirtd.exchange.messages import Message
 from spirtd.exchange.streams import ContributionHeader, Refusal
 
-Chunks = AsyncIterator[tuple[int, bytes]]  # (byte offset, data), in order
+Chunks = AsyncIterator[tuple[int, bytes | memoryview]]  # (byte offset, data), in order
 
 
 class ExchangeTransport(Protocol):

@@ -16,7 +16,7 @@ import pytest
 from spirtd.api.spirt.v1 import gradients_pb2 as pb
 from spirtd.api.spirt.v1 import gradients_pb2_grpc
 from spirtd.clock import SystemClock
-from spirtd.daemon.exchange_grpc import GradientExchangeService, header_to_wire, message_to_wire
+from spirtd.daemon.exchange_grpc import GradientExchangeService, chunk_to_wire, header_to_wire, message_to_wire
 from spirtd.exchange.config import AgreementConfig, ExchangeConfig, RoundSettings
 from spirtd.exchange.driver import ExchangeDriver
 from spirtd.exchange.formulas import shard_bounds
@@ -136,3 +136,12 @@ class _NoTransport:
 
     async def push(self, to, header, chunks):
         return None
+
+
+@pytest.mark.parametrize("offset", [0, 1, 127, 128, 16_383, 16_384, 11_700_000, (1 << 40) + 5])
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 1 << 20, (4 << 20) - 1024])
+def test_chunk_to_wire_is_protobufs_serialization(offset, size):
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    wire = chunk_to_wire(offset, memoryview(data))
+    assert wire == pb.TensorChunk(offset=offset, data=data).SerializeToString()
+    assert pb.TensorChunk.FromString(wire).offset == offset and pb.TensorChunk.FromString(wire).data == data
