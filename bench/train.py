@@ -13,7 +13,7 @@ events (start-up of daemons and workers left out, as (b) and (c) leave out
 their process start), and so for (b) and (c) from their first step.
 Target: (a) at most 1.5x (c) per epoch at equal test accuracy (+-1 point).
 
-Prints a table, then one JSON line.
+Prints a table, the median of each phase of node1's rounds, then one JSON line.
 
     python bench/train.py [--epochs 16]
 """
@@ -157,17 +157,20 @@ async def run_spirtd(epochs: float) -> dict:
             await eventually(all_alive, 60, "the peers seeing each other")
             text = SPEC.format(batch=BATCH, per_peer=PER_PEER, epochs=epochs, seed=SEED, lr=LR, momentum=MOMENTUM)
             reply = await control.stub.SubmitJob(control_pb2.SubmitJobRequest(spec=text), timeout=60)
-            times = []
+            times, phases = [], {}
             async for event in control.stub.WatchJob(control_pb2.WatchJobRequest(job_id=reply.job_id)):
                 if event.participants:
                     times.append(time.perf_counter())
+                    for phase, seconds in event.phase_s.items():
+                        phases.setdefault(phase, []).append(seconds)
             status = await control.stub.JobStatus(control_pb2.JobStatusRequest(job_id=reply.job_id), timeout=30)
             await control.aclose()
             rounds = len(times)
             # The first round's event comes after it: the rounds between the first and the last event.
             per_round = (times[-1] - times[0]) / max(1, rounds - 1)
             return {"s_per_epoch": per_round * rounds / epochs, "test_accuracy": status.test_accuracy,
-                    "rounds": rounds, "state": control_pb2.JobState.Name(status.state)}  # fmt: skip
+                    "rounds": rounds, "state": control_pb2.JobState.Name(status.state),
+                    "phase_ms": {p: round(1000 * float(np.median(v)), 1) for p, v in phases.items()}}  # fmt: skip
         finally:
             peers.close()
             del others
@@ -192,6 +195,8 @@ def main() -> None:
         print(f"{name:<24} {r['s_per_epoch']:>8.3f} {r['s_per_epoch'] / ddp['s_per_epoch']:>6.2f} "
               f"{r['test_accuracy']:>9.4f}")  # fmt: skip
     ratio = spirt["s_per_epoch"] / ddp["s_per_epoch"]
+    print("spirtd's round at node1, median ms per phase: " +
+          ", ".join(f"{p} {ms}" for p, ms in spirt["phase_ms"].items()))  # fmt: skip
     print(json.dumps({"bench": "train", "epochs": args.epochs, "one_process": local, "ddp": ddp, "spirtd": spirt,
                       "ratio_vs_ddp": ratio, "target_ratio": TARGET_RATIO,
                       "accuracy_gap_points": 100 * (spirt["test_accuracy"] - ddp["test_accuracy"]),
