@@ -269,10 +269,10 @@ class RoundAgreement:
         r.proposals.setdefault(attempt, {})[self.me] = proposal
         # Those told of an earlier attempt hear of this one too, named or not:
         # one left out would otherwise keep proposals naming it, and agree
-        # alone, on taking the others' state, an attempt nobody runs. Not the
-        # dead (a send there only waits on a dead address); one back alive
-        # hears again.
-        said = [Send(p, proposal) for p in ranked((set(participants) | r.told) - r.dead) if p != self.me]
+        # alone, on taking the others' state, an attempt nobody runs. The
+        # dead too: one declared dead by mistake comes back within the round
+        # (a send to a dead address costs only a background task).
+        said = [Send(p, proposal) for p in ranked(set(participants) | r.told) if p != self.me]
         r.told |= set(participants) - {self.me}
         if have < need:
             # Said anyway: those who went on answer where they are (this

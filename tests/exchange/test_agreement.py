@@ -38,7 +38,6 @@ class Net:
         self.drop: Callable[[str, str, Message], bool] = lambda sender, to, message: False
         self.dead: set[str] = set()
         self.now = 0.0
-        self.sent: list[tuple[str, str, Message]] = []  # (sender, to, message), in order
 
     def apply(self, peer: str, effects: list) -> None:
         for effect in effects:
@@ -46,7 +45,6 @@ class Net:
                 # The transport refuses a message signed by another's certificate.
                 assert effect.message.sender == peer, f"{peer} sends {effect.message} in another's name"
                 self.queue.append((peer, effect.to, effect.message))
-                self.sent.append((peer, effect.to, effect.message))
             else:
                 self.effects[peer].append(effect)
 
@@ -471,25 +469,29 @@ def test_a_peer_behind_never_agrees_an_attempt_the_others_left_without_it():
     assert not [e.key for e in net.of("d", Agreed) if e.key not in theirs]
 
 
-def test_a_peer_held_dead_hears_of_no_later_attempt():
-    """Those told of an earlier attempt hear of each later one, but not a
-    peer membership holds dead: its sends would only wait on a dead
-    address. Once alive again it hears of them as before."""
-    net = started(["a", "b", "c", "d"])
-    assert net.of("a", Agreed)[-1].key.participants == ("a", "b", "c", "d")
-    net.kill("d")
-    died = len(net.sent)
-    for peer in "abc":  # the exchange needed d: its attempt fails
-        net.apply(peer, net.machines[peer].work_failed("participant d died", net.now))
+def test_a_peer_declared_dead_by_mistake_still_hears_of_the_later_attempt():
+    """d, behind and fetching, holds the others' attempt-0 proposals naming
+    it; they declare it dead (it was busy, not dead) and agree attempt 1
+    without it, then see it alive again while they work. Had they not told
+    it of attempt 1 (a peer held dead was left out of those told), it would
+    agree attempt 0 alone on taking their state, and chase them."""
+    net = Net(["a", "b", "c", "d"])
+    everyone = {"a", "b", "c", "d"}
+    previous = ("a", "b", "c", "d")
+    for peer in "abc":
+        net.start(peer, round_number=13, state="s13", previous=previous, alive=everyone)
+    net.start("d", round_number=12, state="s12", previous=previous, alive=everyone)
     net.deliver()
-    assert net.of("a", Agreed)[-1].key.participants == ("a", "b", "c")  # they went on without d
-    assert not [m for _, to, m in net.sent[died:] if to == "d"]
-    net.dead.discard("d")
-    for peer in "abc":  # back (a false suspicion): it hears of the round again
-        net.machines[peer].view({"a", "b", "c", "d"})
-        net.apply(peer, net.machines[peer].work_failed("a stream refused", net.now))
+    for peer in "abc":
+        net.apply(peer, net.machines[peer].member_dead("d", net.now))
     net.deliver()
-    assert [m for _, to, m in net.sent[died:] if to == "d"]
+    theirs = {net.of(p, Agreed)[-1].key for p in "abc"}
+    assert len(theirs) == 1 and next(iter(theirs)).participants == ("a", "b", "c")
+    for peer in "abc":
+        net.machines[peer].view(everyone)  # alive again, while they work
+    net.start("d", round_number=13, state="s13", previous=previous, alive=everyone)  # it took their state
+    net.deliver()
+    assert not [e.key for e in net.of("d", Agreed) if e.key not in theirs]
 
 
 def test_a_peer_that_proposed_with_our_state_then_went_silent_is_left_out():
