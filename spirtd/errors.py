@@ -19,7 +19,7 @@
     │                          answered (unreachable, refused, broken link)
     ├── ExchangeError          a round's exchange between peers could not go on
     │   ├── ContributionRefused    the receiver refused a contribution stream (kind: why)
-    │   ├── VersionMoved           the peer asked for a version has gone on to a later round
+    │   ├── VersionMoved           the peer asked for a version is at another round (a race)
     │   ├── AttemptFailed          the attempt was given up: agree again
     │   └── ResyncNeeded           a majority holds another version: take it
     ├── MembershipError        the membership layer refused a request (a probe
@@ -128,8 +128,9 @@ class ContributionRefused(ExchangeError):
 
 
 class VersionMoved(ExchangeError):
-    """The peer asked for a round's version has gone on to a later one (a
-    race while catching up, not a fault of that peer): ask another."""
+    """The peer asked for a round's version holds another round: it went on
+    meanwhile, or has not committed the round it reported yet (a race while
+    catching up, not a fault of that peer): ask another."""
 
 
 class AttemptFailed(ExchangeError):

@@ -102,12 +102,14 @@ class ClusterPeers:
 
 
 def check_version_round(source: str, job: str, *, held: int, wanted: int) -> None:
-    """A source that went on to a later round raced the fetch (VersionMoved:
-    ask another); one behind the round it reported holding is at fault."""
+    """VersionMoved for a source at another round than the one asked for:
+    a race either way (ask another, or again), no fault of the source's.
+    One ahead went on meanwhile; one behind reported the round's digest but
+    has not committed it yet (its version moves at the commit)."""
     if held > wanted:
-        raise VersionMoved(f"{source} holds round {held} of job {job}, not {wanted}")
+        raise VersionMoved(f"{source} went on to round {held} of job {job}, past {wanted}")
     if held < wanted:
-        raise ExchangeError(f"{source} holds round {held} of job {job}, behind round {wanted} it reported")
+        raise VersionMoved(f"{source} holds round {held} of job {job}: it has not committed round {wanted} yet")
 
 
 class GrpcJobReplicas:

@@ -171,8 +171,8 @@ class JobRunner:
                 fields = await self._peers.fetch(self.job_id, source, want.round, land)
                 progress = Progress.from_hash(fields)
                 refusal = await self._check_version(want, progress, landed, ended=bool(fields.get("ended")))
-            except VersionMoved as exc:  # it went on meanwhile: no fault of its
-                _log.info("job %s: round %d is not at %s any more: %s", self.job_id, want.round, source, exc,
+            except VersionMoved as exc:  # a race (it went on, or commits that round next): no fault of its
+                _log.info("job %s: round %d is not at %s now: %s", self.job_id, want.round, source, exc,
                           extra={"job": self.job_id, "peer": source})  # fmt: skip
                 continue
             except (SpirtError, ValueError) as exc:

@@ -177,4 +177,4 @@ async def test_a_source_that_went_on_to_a_later_round_is_skipped_without_an_erro
         assert await joiner._resync(ResyncNeeded("", 2, donor.progress.state, names))
     assert sources.asked == list(donor_order(names, Sources.me)) and joiner.progress.state == donor.progress.state
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], [r.getMessage() for r in caplog.records]
-    assert any(f"not at {first} any more" in r.getMessage() for r in caplog.records)
+    assert any(f"not at {first} now" in r.getMessage() for r in caplog.records)
