@@ -16,7 +16,6 @@ from spirtd.jobs.manager import JobManager
 from spirtd.jobs.spec import parse
 from spirtd.jobs.views import Training
 from spirtd.ml.tasks import DataShape
-from spirtd.store import connect
 
 SPEC = parse('model = "mlp"\ndataset = "digits"\nbatch_size = 8\nminibatches_per_round = 2\nrounds = 3\n')
 
@@ -27,14 +26,6 @@ def training() -> Training:
 
     return Training(describe=lambda spec: DataShape(n_train=80, batches_per_epoch=10, n_params=4),
                     initial_parameters=lambda spec: np.zeros(4, np.float32), invoker=invoker)  # fmt: skip
-
-
-@pytest.fixture
-async def store(start_redis):
-    server = start_redis()
-    tensors = await connect(socket_path=server.socket_path, password=server.password)
-    yield tensors
-    await tensors.aclose()
 
 
 def offered(spec: dict) -> str:

@@ -10,7 +10,6 @@ import inspect
 import threading
 
 import numpy as np
-import pytest
 
 from spirtd.clock import SystemClock
 from spirtd.jobs.jobstate import JobPhase
@@ -18,7 +17,6 @@ from spirtd.jobs.book import NEVER_STARTED
 from spirtd.jobs.manager import JobManager
 from spirtd.jobs.views import Training
 from spirtd.ml.tasks import DataShape
-from spirtd.store import connect
 
 SPEC = 'model = "mlp"\ndataset = "digits"\nbatch_size = 8\nminibatches_per_round = 2\nrounds = 3\n'
 BOUND_S = 10.0
@@ -51,14 +49,6 @@ class StandIn:
                 await asyncio.sleep(0.5)  # like a pool stopping its workers
 
         return Training(describe=describe, initial_parameters=lambda spec: np.zeros(4, np.float32), invoker=invoker)
-
-
-@pytest.fixture
-async def store(start_redis):
-    server = start_redis()
-    tensors = await connect(socket_path=server.socket_path, password=server.password)
-    yield tensors
-    await tensors.aclose()
 
 
 async def test_a_shutdown_while_a_cancelled_job_unwinds_still_stops_the_manager(store, tmp_path):

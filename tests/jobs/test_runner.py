@@ -19,7 +19,6 @@ from spirtd.jobs.rounds import RoundClock, RoundPhase, next_phase
 from spirtd.jobs.runner import JobRunner
 from spirtd.jobs.spec import from_dict
 from spirtd.ml.tasks import DataShape, EvaluateTask, Evaluation, GradientResult, GradientTask, Task
-from spirtd.store import connect
 from spirtd.workers.failures import AttemptFailure, FailureKind
 
 N_PARAMS = 6
@@ -74,14 +73,6 @@ class FakeInvoker:
         assert isinstance(task, GradientTask)
         await self.store.set(task.out_key, known_gradient(params, task.epoch, task.index))
         return GradientResult(loss=float(task.index), samples=samples_of(task.index)), self.attempts.get(short, 1)
-
-
-@pytest.fixture
-async def store(start_redis):
-    server = start_redis()
-    tensors = await connect(socket_path=server.socket_path, password=server.password)
-    yield tensors
-    await tensors.aclose()
 
 
 def runner_for(store, invoke, clock, the_spec, reports: list[RoundReport], job_id: str = "j1") -> JobRunner:

@@ -4,7 +4,9 @@ a clear status for the caller, a log line and a counter."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -78,6 +80,23 @@ def channel(certs: CertsDir, port: int, name: str) -> grpc.aio.Channel:
     key, cert = (certs.path / f"{name}.key").read_bytes(), (certs.path / f"{name}.crt").read_bytes()
     creds = grpc.ssl_channel_credentials(certs.ca_pem, private_key=key, certificate_chain=cert)
     return grpc.aio.secure_channel(f"127.0.0.1:{port}", creds, options=[("grpc.ssl_target_name_override", "node1")])
+
+
+@contextlib.asynccontextmanager
+async def guarded(certs: CertsDir, method: str, handler) -> AsyncIterator[grpc.aio.Channel]:
+    """A real mutual-TLS server whose one stream-unary method (of
+    spirt.v1.Membership) is handler, behind the guard; a peer's channel to it."""
+
+    def register(server: grpc.aio.Server) -> None:
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("spirt.v1.Membership", {
+            method: grpc.stream_unary_rpc_method_handler(handler)}),))  # fmt: skip
+
+    guard = Guard(certs.ca_cert, certs.revocations(), Counters(), max_message_bytes=LIMIT)
+    own = certs.credentials("node1", role=Role.PEER)
+    async with RpcServer("127.0.0.1:0", credentials=server_credentials(own, certs.ca_pem), guard=guard,
+                         register=register, max_message_bytes=LIMIT, grace_s=GRACE_S) as server:  # fmt: skip
+        async with channel(certs, server.port, "peer2") as ch:
+            yield ch
 
 
 async def call(certs, port, name, method, payload=b"") -> bytes:
@@ -213,29 +232,20 @@ async def test_a_refusal_to_a_caller_that_hung_up_is_no_internal_error(certs, ca
         finally:
             finished.set()
 
-    def register(server: grpc.aio.Server) -> None:
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("spirt.v1.Membership", {
-            "Late": grpc.stream_unary_rpc_method_handler(refuses_late)}),))  # fmt: skip
+    async def pieces():
+        yield b"x"
+        await asyncio.sleep(CALL_TIMEOUT_S)
 
-    guard = Guard(certs.ca_cert, certs.revocations(), Counters(), max_message_bytes=LIMIT)
-    own = certs.credentials("node1", role=Role.PEER)
-    async with RpcServer("127.0.0.1:0", credentials=server_credentials(own, certs.ca_pem), guard=guard,
-                         register=register, max_message_bytes=LIMIT, grace_s=GRACE_S) as server:  # fmt: skip
-        async with channel(certs, server.port, "peer2") as ch:
-
-            async def pieces():
-                yield b"x"
-                await asyncio.sleep(CALL_TIMEOUT_S)
-
-            with caplog.at_level(logging.DEBUG):
-                for _ in range(CALLS):  # the race (the status sent as the call goes) is won only now and then
-                    started.clear()
-                    finished.clear()
-                    call = ch.stream_unary("/spirt.v1.Membership/Late")(pieces(), timeout=CALL_TIMEOUT_S)
-                    await asyncio.wait_for(started.wait(), CALL_TIMEOUT_S)
-                    call.cancel()
-                    await asyncio.wait_for(finished.wait(), CALL_TIMEOUT_S)
-                await asyncio.sleep(0.2)  # the guard's handling of what the last handler raised
+    async with guarded(certs, "Late", refuses_late) as ch:
+        with caplog.at_level(logging.DEBUG):
+            for _ in range(CALLS):  # the race (the status sent as the call goes) is won only now and then
+                started.clear()
+                finished.clear()
+                call = ch.stream_unary("/spirt.v1.Membership/Late")(pieces(), timeout=CALL_TIMEOUT_S)
+                await asyncio.wait_for(started.wait(), CALL_TIMEOUT_S)
+                call.cancel()
+                await asyncio.wait_for(finished.wait(), CALL_TIMEOUT_S)
+            await asyncio.sleep(0.2)  # the guard's handling of what the last handler raised
     assert len(outcome) == CALLS
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, [r.getMessage() for r in errors]
@@ -255,18 +265,10 @@ async def test_a_bug_after_a_status_was_sent_is_still_an_internal_error(certs, c
             pass  # the bug: an abort is not to be caught
         raise KeyError("a bug")
 
-    def register(server: grpc.aio.Server) -> None:
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("spirt.v1.Membership", {
-            "Buggy": grpc.stream_unary_rpc_method_handler(aborts_then_fails)}),))  # fmt: skip
-
-    guard = Guard(certs.ca_cert, certs.revocations(), Counters(), max_message_bytes=LIMIT)
-    own = certs.credentials("node1", role=Role.PEER)
-    async with RpcServer("127.0.0.1:0", credentials=server_credentials(own, certs.ca_pem), guard=guard,
-                         register=register, max_message_bytes=LIMIT, grace_s=GRACE_S) as server:  # fmt: skip
-        async with channel(certs, server.port, "peer2") as ch:
-            with caplog.at_level(logging.DEBUG):
-                with pytest.raises(grpc.aio.AioRpcError) as info:
-                    await ch.stream_unary("/spirt.v1.Membership/Buggy")(iter([b"x"]), timeout=CALL_TIMEOUT_S)
+    async with guarded(certs, "Buggy", aborts_then_fails) as ch:
+        with caplog.at_level(logging.DEBUG):
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await ch.stream_unary("/spirt.v1.Membership/Buggy")(iter([b"x"]), timeout=CALL_TIMEOUT_S)
     assert info.value.code() is grpc.StatusCode.FAILED_PRECONDITION  # the status that went out
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert [r.getMessage().split(" ")[:2] for r in errors] == [["internal", "error"]], [r.getMessage() for r in errors]
